@@ -1,0 +1,175 @@
+//! The subscriber's side of a turn: the GraphQL documents a client sends, the
+//! chunk it receives, and the assembler that orders chunks by `seq` and drops
+//! repeats. Place in the data path: AppSync -> **subscriber**.
+//!
+//! The one rule that makes streaming reliable: subscribe (and see `start_ack`)
+//! before sending the prompt, order by `seq`, finish on the terminal chunk.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The `onChunk` subscription, selecting every field of `Chunk`.
+pub const ON_CHUNK: &str = "subscription OnChunk($conversationId: ID!) {
+  onChunk(conversationId: $conversationId) {
+    conversationId turnId owner seq text done stopReason
+    usage { inputTokens outputTokens totalTokens }
+    error { errorType message retryable }
+  }
+}";
+
+/// The `sendPrompt` mutation.
+pub const SEND_PROMPT: &str = "mutation SendPrompt($input: SendPromptInput!) {
+  sendPrompt(input: $input) { conversationId turnId owner }
+}";
+
+/// Token counts of a finished turn.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Why a turn failed, as a user may see it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedError {
+    pub error_type: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+/// One chunk as a subscriber receives it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedChunk {
+    pub conversation_id: String,
+    pub turn_id: String,
+    pub owner: String,
+    pub seq: u64,
+    pub text: String,
+    pub done: bool,
+    pub stop_reason: Option<String>,
+    pub usage: Option<ReceivedUsage>,
+    pub error: Option<ReceivedError>,
+}
+
+impl ReceivedChunk {
+    /// The chunk inside a `data` payload `{"data":{"onChunk":{...}}}`, if any.
+    pub fn from_payload(payload: &Value) -> Option<Self> {
+        serde_json::from_value(payload.pointer("/data/onChunk")?.clone()).ok()
+    }
+}
+
+/// Puts one turn's chunks in `seq` order, drops repeats, and knows when the
+/// turn is over.
+#[derive(Debug, Default)]
+pub struct TurnAssembler {
+    next_seq: u64,
+    pending: BTreeMap<u64, ReceivedChunk>,
+    finished: Option<ReceivedChunk>,
+}
+
+impl TurnAssembler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts a chunk of this turn; returns the chunks that are now in order.
+    /// A chunk already seen (same `seq`) is dropped.
+    pub fn push(&mut self, chunk: ReceivedChunk) -> Vec<ReceivedChunk> {
+        if chunk.seq < self.next_seq || self.finished.is_some() {
+            return Vec::new();
+        }
+        self.pending.entry(chunk.seq).or_insert(chunk);
+        let mut ready = Vec::new();
+        while let Some(next) = self.pending.remove(&self.next_seq) {
+            self.next_seq += 1;
+            if next.done {
+                self.finished = Some(next.clone());
+                ready.push(next);
+                self.pending.clear();
+                break;
+            }
+            ready.push(next);
+        }
+        ready
+    }
+
+    /// The terminal chunk, once every chunk before it has arrived.
+    pub fn finished(&self) -> Option<&ReceivedChunk> {
+        self.finished.as_ref()
+    }
+}
+
+/// The variables of `sendPrompt`.
+pub fn send_prompt_variables(
+    conversation_id: &str,
+    turn_id: &str,
+    prompt: &str,
+    model_id: Option<&str>,
+    max_tokens: Option<u32>,
+) -> Value {
+    let mut input = json!({"conversationId": conversation_id, "turnId": turn_id, "prompt": prompt});
+    if let Some(m) = model_id {
+        input["modelId"] = json!(m);
+    }
+    if let Some(t) = max_tokens {
+        input["maxTokens"] = json!(t);
+    }
+    json!({"input": input})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(seq: u64, text: &str, done: bool) -> ReceivedChunk {
+        ReceivedChunk {
+            conversation_id: "c".into(),
+            turn_id: "t".into(),
+            owner: "o".into(),
+            seq,
+            text: text.into(),
+            done,
+            stop_reason: done.then(|| "end_turn".into()),
+            usage: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn orders_by_seq_and_drops_repeats() {
+        let mut a = TurnAssembler::new();
+        assert!(a.push(chunk(1, "b", false)).is_empty());
+        let ready: Vec<String> = a
+            .push(chunk(0, "a", false))
+            .into_iter()
+            .map(|c| c.text)
+            .collect();
+        assert_eq!(ready, ["a", "b"]);
+        assert!(a.push(chunk(1, "b", false)).is_empty());
+        assert!(a.finished().is_none());
+        let last = a.push(chunk(2, "", true));
+        assert_eq!(last.len(), 1);
+        assert!(a.finished().is_some());
+        assert!(a.push(chunk(3, "late", false)).is_empty());
+    }
+
+    #[test]
+    fn reads_a_data_payload() {
+        let payload = json!({"data": {"onChunk": {"conversationId": "c", "turnId": "t", "owner": "o", "seq": 0,
+            "text": "hi", "done": false, "stopReason": null, "usage": null, "error": null}}});
+        assert_eq!(
+            ReceivedChunk::from_payload(&payload),
+            Some(chunk(0, "hi", false))
+        );
+        assert_eq!(
+            ReceivedChunk::from_payload(&json!({"data": {"onChunk": null}})),
+            None
+        );
+    }
+}

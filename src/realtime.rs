@@ -1,0 +1,421 @@
+//! An AppSync real-time client: subscribe over the WebSocket endpoint with the
+//! `graphql-ws` subprotocol. Place in the data path: AppSync -> **subscriber**
+//! (used by the terminal client, `devstack chat` and the tests).
+//!
+//! Protocol: <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>.
+//! The auth header object goes in a `header-<base64url>` subprotocol (as Amplify
+//! JS v6 sends it) or in the legacy `?header=...&payload=e30=` query. After
+//! `connection_init` the server answers `connection_ack` with
+//! `connectionTimeoutMs`; a link that sees no `ka` for that long is dead.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::sigv4::{SignError, sign_headers};
+
+/// How a client proves who it is, per AppSync auth mode.
+#[derive(Clone, Debug)]
+pub enum RealtimeAuth {
+    /// `AMAZON_COGNITO_USER_POOLS` (or OIDC): the raw JWT.
+    Token(String),
+    /// `API_KEY`.
+    ApiKey(String),
+    /// `AWS_IAM`: connect and every `start` are SigV4-signed.
+    Iam {
+        credentials: aws_credential_types::Credentials,
+        region: String,
+    },
+}
+
+/// Where the header object travels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeaderTransport {
+    /// `Sec-WebSocket-Protocol: graphql-ws, header-<base64url>` (Amplify JS v6).
+    #[default]
+    Subprotocol,
+    /// `?header=<base64>&payload=e30=` (older clients).
+    QueryString,
+}
+
+/// Errors of the real-time client.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    #[error("could not connect: {0}")]
+    Connect(String),
+    /// A `connection_error`, with AppSync's `errors` array.
+    #[error("the connection was refused: {0}")]
+    ConnectionRefused(Value),
+    /// An `error` for one subscription, with AppSync's `errors` array.
+    #[error("the subscription was refused: {0}")]
+    Subscription(Value),
+    #[error("no keep-alive within the connection timeout")]
+    KeepAliveTimeout,
+    #[error("the connection closed")]
+    Closed,
+    #[error("could not sign: {0}")]
+    Sign(#[from] SignError),
+    #[error("invalid URL: {0}")]
+    Url(String),
+}
+
+enum Event {
+    Ack,
+    Data(Value),
+    Error(Value),
+    Complete,
+}
+
+enum Command {
+    Start {
+        id: String,
+        message: String,
+        events: mpsc::UnboundedSender<Event>,
+    },
+    Stop {
+        id: String,
+    },
+}
+
+/// A connection to AppSync's real-time endpoint.
+pub struct RealtimeClient {
+    commands: mpsc::UnboundedSender<Command>,
+    api_host: String,
+    auth: RealtimeAuth,
+    /// The `connectionTimeoutMs` the server sent in `connection_ack`.
+    pub connection_timeout: Duration,
+}
+
+/// One active subscription; dropping it sends `stop`.
+pub struct Subscription {
+    id: String,
+    events: mpsc::UnboundedReceiver<Event>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl RealtimeClient {
+    /// Connects, sends `connection_init` and waits for `connection_ack`.
+    /// `graphql_url` is the API's GraphQL URL: its host is the one every
+    /// header object names, as AppSync requires.
+    pub async fn connect(
+        realtime_url: &str,
+        graphql_url: &str,
+        auth: RealtimeAuth,
+        transport: HeaderTransport,
+    ) -> Result<Self, RealtimeError> {
+        let api_host = host_of(graphql_url)?;
+        let header = header_object(&auth, &api_host, "/graphql/connect", "{}")?;
+        let encoded = serde_json::to_vec(&header).unwrap_or_default();
+        let (url, protocols) = match transport {
+            HeaderTransport::Subprotocol => (
+                realtime_url.to_owned(),
+                format!("graphql-ws, header-{}", URL_SAFE_NO_PAD.encode(&encoded)),
+            ),
+            HeaderTransport::QueryString => (
+                format!(
+                    "{realtime_url}?header={}&payload=e30=",
+                    STANDARD.encode(&encoded)
+                ),
+                "graphql-ws".to_owned(),
+            ),
+        };
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| RealtimeError::Url(e.to_string()))?;
+        let protocols = protocols
+            .parse()
+            .map_err(|_| RealtimeError::Url("unencodable header object".into()))?;
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols);
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .map_err(|e| RealtimeError::Connect(e.to_string()))?;
+        let (mut sink, mut stream) = socket.split();
+        sink.send(Message::Text(
+            json!({"type": "connection_init"}).to_string().into(),
+        ))
+        .await
+        .map_err(|e| RealtimeError::Connect(e.to_string()))?;
+        let timeout_ms = loop {
+            let Some(Ok(message)) = stream.next().await else {
+                return Err(RealtimeError::Closed);
+            };
+            let Some(msg) = parse(&message) else { continue };
+            match msg.get("type").and_then(Value::as_str) {
+                Some("connection_ack") => {
+                    break msg
+                        .pointer("/payload/connectionTimeoutMs")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(300_000);
+                }
+                Some("connection_error") => {
+                    let errors = msg
+                        .pointer("/payload/errors")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    return Err(RealtimeError::ConnectionRefused(errors));
+                }
+                _ => {}
+            }
+        };
+        let connection_timeout = Duration::from_millis(timeout_ms);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_connection(sink, stream, command_rx, connection_timeout));
+        Ok(Self {
+            commands,
+            api_host,
+            auth,
+            connection_timeout,
+        })
+    }
+
+    /// Sends `start` and waits for `start_ack`: once this returns, every
+    /// matching mutation is delivered (subscribe before you send the prompt).
+    pub async fn subscribe(
+        &self,
+        query: &str,
+        variables: Value,
+    ) -> Result<Subscription, RealtimeError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let data = json!({"query": query, "variables": variables}).to_string();
+        let authorization = header_object(&self.auth, &self.api_host, "/graphql", &data)?;
+        let message = json!({
+            "id": id, "type": "start",
+            "payload": {"data": data, "extensions": {"authorization": authorization}}
+        })
+        .to_string();
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        self.commands
+            .send(Command::Start {
+                id: id.clone(),
+                message,
+                events: events_tx,
+            })
+            .map_err(|_| RealtimeError::Closed)?;
+        match events.recv().await {
+            Some(Event::Ack) => Ok(Subscription {
+                id,
+                events,
+                commands: self.commands.clone(),
+            }),
+            Some(Event::Error(errors)) => Err(RealtimeError::Subscription(errors)),
+            _ => Err(RealtimeError::Closed),
+        }
+    }
+}
+
+impl Subscription {
+    /// The next `data` payload (`{"data": {...}, "errors"?: [...]}`); `None`
+    /// once the subscription completes or the connection closes.
+    pub async fn next(&mut self) -> Option<Result<Value, RealtimeError>> {
+        loop {
+            match self.events.recv().await? {
+                Event::Data(payload) => return Some(Ok(payload)),
+                Event::Error(errors) => return Some(Err(RealtimeError::Subscription(errors))),
+                Event::Complete => return None,
+                Event::Ack => continue,
+            }
+        }
+    }
+
+    /// The subscription id sent in `start`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop {
+            id: self.id.clone(),
+        });
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+type Stream = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+/// Owns the socket: routes server messages to subscriptions, sends commands,
+/// and gives up when no `ka` (or anything else) arrives within the timeout.
+async fn run_connection(
+    mut sink: Sink,
+    mut stream: Stream,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    timeout: Duration,
+) {
+    let mut subscriptions: HashMap<String, mpsc::UnboundedSender<Event>> = HashMap::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(Command::Start { id, message, events }) => {
+                    subscriptions.insert(id, events);
+                    if sink.send(Message::Text(message.into())).await.is_err() { break; }
+                }
+                Some(Command::Stop { id }) => {
+                    let stop = json!({"type": "stop", "id": id}).to_string();
+                    if sink.send(Message::Text(stop.into())).await.is_err() { break; }
+                }
+                None => break,
+            },
+            message = tokio::time::timeout(timeout, stream.next()) => {
+                let Ok(Some(Ok(message))) = message else { break };
+                let Some(msg) = parse(&message) else { continue };
+                route(&msg, &mut subscriptions);
+            }
+        }
+    }
+    let _ = sink.close().await;
+    // Dropping the senders ends every subscription's stream with `None`.
+}
+
+fn route(msg: &Value, subscriptions: &mut HashMap<String, mpsc::UnboundedSender<Event>>) {
+    let id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
+    let event = match msg.get("type").and_then(Value::as_str) {
+        Some("start_ack") => Event::Ack,
+        Some("data") => Event::Data(msg.get("payload").cloned().unwrap_or(Value::Null)),
+        Some("error") => Event::Error(
+            msg.pointer("/payload/errors")
+                .cloned()
+                .unwrap_or(Value::Null),
+        ),
+        Some("complete") => Event::Complete,
+        _ => return,
+    };
+    let finished = matches!(event, Event::Complete);
+    if let Some(tx) = subscriptions.get(id) {
+        let _ = tx.send(event);
+    }
+    if finished {
+        subscriptions.remove(id);
+    }
+}
+
+fn parse(message: &Message) -> Option<Value> {
+    match message {
+        Message::Text(t) => serde_json::from_str(t.as_str()).ok(),
+        _ => None,
+    }
+}
+
+/// The host (and port) of a URL, as the header object's `host`.
+fn host_of(url: &str) -> Result<String, RealtimeError> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(RealtimeError::Url(url.to_owned()));
+    }
+    Ok(host.to_owned())
+}
+
+/// The auth header object for connect (`/graphql/connect`, body `{}`) or a
+/// `start` (`/graphql`, body = the start's `data` string).
+fn header_object(
+    auth: &RealtimeAuth,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> Result<Value, RealtimeError> {
+    Ok(match auth {
+        RealtimeAuth::Token(token) => json!({"host": host, "Authorization": token}),
+        RealtimeAuth::ApiKey(key) => json!({"host": host, "x-api-key": key}),
+        RealtimeAuth::Iam {
+            credentials,
+            region,
+        } => {
+            let base = [
+                ("accept", "application/json, text/javascript"),
+                ("content-encoding", "amz-1.0"),
+                ("content-type", "application/json; charset=UTF-8"),
+                ("host", host),
+            ];
+            let url = format!("https://{host}{path}");
+            let signed = sign_headers(
+                &url,
+                &base,
+                body.as_bytes(),
+                credentials,
+                region,
+                "appsync",
+                SystemTime::now(),
+            )?;
+            let mut object = serde_json::Map::new();
+            for (k, v) in base {
+                object.insert(k.to_owned(), json!(v));
+            }
+            for (k, v) in signed {
+                let key = if k == "authorization" {
+                    "Authorization".to_owned()
+                } else {
+                    k
+                };
+                object.insert(key, json!(v));
+            }
+            Value::Object(object)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_taken_from_the_graphql_url() {
+        assert_eq!(
+            host_of("http://127.0.0.1:4000/graphql").expect("host"),
+            "127.0.0.1:4000"
+        );
+        assert_eq!(
+            host_of("https://abc.appsync-api.us-east-1.amazonaws.com/graphql").expect("host"),
+            "abc.appsync-api.us-east-1.amazonaws.com"
+        );
+        assert!(host_of("").is_err());
+    }
+
+    #[test]
+    fn token_and_key_header_objects_have_appsync_names() {
+        let t = header_object(&RealtimeAuth::Token("jwt".into()), "h", "/graphql", "{}")
+            .expect("object");
+        assert_eq!(t, json!({"host": "h", "Authorization": "jwt"}));
+        let k = header_object(&RealtimeAuth::ApiKey("k".into()), "h", "/graphql", "{}")
+            .expect("object");
+        assert_eq!(k, json!({"host": "h", "x-api-key": "k"}));
+    }
+
+    #[test]
+    fn iam_header_objects_carry_a_signature() {
+        let credentials = aws_credential_types::Credentials::new(
+            "AKID",
+            "SECRET",
+            Some("TOKEN".into()),
+            None,
+            "test",
+        );
+        let auth = RealtimeAuth::Iam {
+            credentials,
+            region: "us-east-1".into(),
+        };
+        let o = header_object(&auth, "h", "/graphql/connect", "{}").expect("object");
+        assert!(
+            o["Authorization"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 Credential=AKID/"))
+        );
+        assert_eq!(o["x-amz-security-token"], "TOKEN");
+        assert!(o["x-amz-date"].is_string());
+    }
+}
