@@ -1,0 +1,158 @@
+//! The AppSync stand-in: the GraphQL HTTP endpoint, the real-time WebSocket,
+//! auth, schema, resolvers and `@aws_subscribe` fan-out. Place in the data
+//! path: publisher --publishChunk--> **AppSync** --onChunk--> subscriber.
+
+pub mod auth;
+pub mod execute;
+pub mod filter;
+pub mod operation;
+pub mod pubsub;
+pub mod realtime;
+pub mod resolvers;
+pub mod schema;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use auth::{AuthError, Authenticator, Caller};
+use execute::Completer;
+use operation::{GraphQLRequest, OperationKind, prepare};
+use pubsub::PubSub;
+use resolvers::Resolvers;
+use schema::Schema;
+
+/// Real-time settings, with AppSync's values as defaults.
+#[derive(Clone, Debug)]
+pub struct AppSyncConfig {
+    /// Sent in `connection_ack`; clients drop the link after this long without `ka`.
+    pub connection_timeout_ms: u64,
+    /// How often `ka` is sent (AppSync: about every 60 s).
+    pub keep_alive: Duration,
+    /// Subscriptions one connection may hold (AppSync: 100).
+    pub max_subscriptions_per_connection: usize,
+}
+
+impl Default for AppSyncConfig {
+    fn default() -> Self {
+        Self {
+            connection_timeout_ms: 300_000,
+            keep_alive: Duration::from_secs(60),
+            max_subscriptions_per_connection: 100,
+        }
+    }
+}
+
+/// One GraphQL API.
+pub struct AppSync {
+    pub schema: Schema,
+    pub auth: Authenticator,
+    pub resolvers: Box<dyn Resolvers>,
+    pub pubsub: PubSub,
+    pub config: AppSyncConfig,
+    next_connection: AtomicU64,
+}
+
+impl AppSync {
+    pub fn new(
+        schema: Schema,
+        auth: Authenticator,
+        resolvers: Box<dyn Resolvers>,
+        config: AppSyncConfig,
+    ) -> Self {
+        Self {
+            schema,
+            auth,
+            resolvers,
+            pubsub: PubSub::default(),
+            config,
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// A completer of results for `caller`.
+    pub fn completer<'a>(&'a self, caller: &'a Caller, by_alias: bool) -> Completer<'a> {
+        Completer {
+            schema: &self.schema,
+            caller,
+            default_mode: self.auth.default_mode,
+            by_alias,
+            errors: Vec::new(),
+        }
+    }
+
+    /// `POST /graphql`, and the real-time socket at `GET /graphql` (the
+    /// realtime host's path) and `GET /graphql/realtime` (a custom domain's).
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/graphql", get(realtime::upgrade).post(graphql))
+            .route("/graphql/realtime", get(realtime::upgrade))
+            .with_state(self)
+    }
+}
+
+fn auth_failure(e: AuthError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = (status, axum::Json(e.body())).into_response();
+    if let Ok(v) = HeaderValue::from_str(e.error_type) {
+        response.headers_mut().insert("x-amzn-errortype", v);
+    }
+    response
+}
+
+fn bad_request(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(
+            json!({"errors": [{"errorType": "MalformedHttpRequestException", "message": message}]}),
+        ),
+    )
+        .into_response()
+}
+
+/// `POST /graphql`: authenticate, validate, execute, answer `{data, errors}`.
+async fn graphql(
+    State(appsync): State<Arc<AppSync>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = peer.ip().to_string();
+    let caller =
+        match appsync
+            .auth
+            .http(uri.path(), uri.query().unwrap_or(""), &headers, &body, &ip)
+        {
+            Ok(c) => c,
+            Err(e) => return auth_failure(e),
+        };
+    let Ok(request) = serde_json::from_slice::<GraphQLRequest>(&body) else {
+        return bad_request("Unable to parse GraphQL query.");
+    };
+    let prepared = match prepare(&appsync.schema, &request) {
+        Ok(p) => p,
+        Err(errors) => {
+            let errors: Vec<_> = errors.iter().map(|e| e.to_json()).collect();
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"data": null, "errors": errors})),
+            )
+                .into_response();
+        }
+    };
+    if prepared.kind == OperationKind::Subscription {
+        return bad_request("Subscriptions are only supported through the realtime endpoint.");
+    }
+    let outcome = execute::execute(&appsync, &prepared, &caller).await;
+    axum::Json(outcome.to_json()).into_response()
+}

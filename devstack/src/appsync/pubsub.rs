@@ -1,0 +1,139 @@
+//! `@aws_subscribe` fan-out: which subscriptions a mutation result reaches, and
+//! what each receives. Place in the data path: publisher -> AppSync ->
+//! **fan-out** -> subscriber.
+//!
+//! As the service behaves
+//! (<https://docs.aws.amazon.com/appsync/latest/devguide/aws-appsync-real-time-data.html>):
+//! a subscriber gets the mutation's result cut down to the mutation's own
+//! selection set; subscription arguments filter on fields of that result (a
+//! field the mutation did not select never matches); fields the subscriber asks
+//! for that the mutation did not select arrive as null, with the non-null error
+//! where the schema forbids null; a message over 240 KB is dropped silently.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::AppSync;
+use super::auth::Caller;
+use super::filter::{Filter, argument_filter};
+use super::operation::{GqlError, Selected};
+use super::schema::TypeRef;
+
+/// AppSync's subscription message limit, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 240 * 1024;
+
+/// One active subscription on one WebSocket connection.
+pub struct Subscription {
+    pub connection: u64,
+    pub id: String,
+    /// The subscription field's type, e.g. `Chunk`.
+    pub ty: TypeRef,
+    pub selected: Selected,
+    /// The mutations its `@aws_subscribe` names.
+    pub mutations: Vec<String>,
+    /// The filter its arguments imply.
+    pub argument_filter: Option<Filter>,
+    /// The filter its resolver set.
+    pub enhanced_filter: Option<Filter>,
+    pub caller: Caller,
+    /// Where its `data` messages go (the connection's writer).
+    pub sender: mpsc::UnboundedSender<String>,
+}
+
+/// Why a subscription could not be registered.
+#[derive(Debug, PartialEq)]
+pub enum RegisterError {
+    Duplicated,
+    MaxReached,
+}
+
+/// Every active subscription of the API.
+#[derive(Default)]
+pub struct PubSub {
+    subscriptions: Mutex<HashMap<(u64, String), Subscription>>,
+}
+
+impl PubSub {
+    /// Adds a subscription, refusing a reused id or more than `max` on one connection.
+    pub fn register(&self, sub: Subscription, max: usize) -> Result<(), RegisterError> {
+        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (sub.connection, sub.id.clone());
+        if subs.contains_key(&key) {
+            return Err(RegisterError::Duplicated);
+        }
+        if subs.keys().filter(|(c, _)| *c == sub.connection).count() >= max {
+            return Err(RegisterError::MaxReached);
+        }
+        subs.insert(key, sub);
+        Ok(())
+    }
+
+    /// Removes one subscription; true if it existed.
+    pub fn remove(&self, connection: u64, id: &str) -> bool {
+        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        subs.remove(&(connection, id.to_owned())).is_some()
+    }
+
+    /// Removes every subscription of a closed connection.
+    pub fn remove_connection(&self, connection: u64) {
+        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        subs.retain(|(c, _), _| *c != connection);
+    }
+
+    /// How many subscriptions are active (for tests and `up`'s status).
+    pub fn len(&self) -> usize {
+        self.subscriptions.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Delivers a mutation's result (already cut to its selection set, keyed by
+    /// field name) to every subscription it matches.
+    pub fn publish(&self, appsync: &AppSync, mutation: &str, result: &Value) {
+        let subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        for sub in subs.values() {
+            if !sub.mutations.iter().any(|m| m == mutation) {
+                continue;
+            }
+            let passes = |f: &Option<Filter>| f.as_ref().is_none_or(|f| f.matches(result));
+            if !passes(&sub.argument_filter) || !passes(&sub.enhanced_filter) {
+                continue;
+            }
+            if let Some(message) = data_message(appsync, sub, result) {
+                let _ = sub.sender.send(message);
+            }
+        }
+    }
+}
+
+/// The `data` message for one subscriber, or None when it is over the size limit.
+fn data_message(appsync: &AppSync, sub: &Subscription, result: &Value) -> Option<String> {
+    let mut completer = appsync.completer(&sub.caller, true);
+    let path = vec![json!(sub.selected.key)];
+    let root = appsync.schema.subscription.clone().unwrap_or_default();
+    let value = completer
+        .complete(result, &sub.ty, &sub.selected, &root, &path)
+        .unwrap_or(Value::Null);
+    let mut data = Map::new();
+    data.insert(sub.selected.key.clone(), value);
+    let mut payload = json!({"data": data});
+    if !completer.errors.is_empty() {
+        payload["errors"] = Value::Array(completer.errors.iter().map(GqlError::to_json).collect());
+    }
+    let message = json!({"id": sub.id, "type": "data", "payload": payload}).to_string();
+    if message.len() > MAX_MESSAGE_BYTES {
+        tracing::debug!(subscription = %sub.id, bytes = message.len(), "dropped: over the 240 KB message limit");
+        return None;
+    }
+    Some(message)
+}
+
+/// The filter a subscription's arguments imply.
+pub fn filter_from_arguments(arguments: &Map<String, Value>) -> Option<Filter> {
+    argument_filter(arguments)
+}

@@ -1,0 +1,350 @@
+//! AppSync's real-time WebSocket endpoint, speaking the `graphql-ws`
+//! subprotocol as the service does. Place in the data path: AppSync ->
+//! **real-time socket** -> subscriber.
+//!
+//! Protocol: <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>.
+//! The auth header object comes either as the legacy `?header=<base64>&payload=e30=`
+//! query or as a `header-<base64url>` subprotocol (Amplify JS v6). The server
+//! answers `connection_init` with `connection_ack`, keeps the link alive with
+//! `ka`, acknowledges each authorized `start` with `start_ack`, sends `data`,
+//! answers `stop` with `complete`, and reports failures as `error` (one
+//! subscription) or `connection_error` (the whole connection).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::AppSync;
+use super::auth::{AuthError, Caller};
+use super::execute::is_authorized;
+use super::operation::Selected;
+use super::operation::{GraphQLRequest, OperationKind, prepare};
+use super::pubsub::{RegisterError, Subscription, filter_from_arguments};
+use super::resolvers::ResolveRequest;
+
+const SUBPROTOCOL: &str = "graphql-ws";
+
+/// `GET /graphql` and `GET /graphql/realtime` with an upgrade.
+pub async fn upgrade(
+    State(appsync): State<Arc<AppSync>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let offered: Vec<String> = headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|p| p.trim().to_owned()))
+        .collect();
+    let speaks_protocol = offered.iter().any(|p| p == SUBPROTOCOL);
+    let ip = peer.ip().to_string();
+    let connect = header_object(&offered, &query)
+        .ok_or_else(|| AuthError::unauthorized("You are not authorized to make this call."))
+        .and_then(|obj| {
+            appsync
+                .auth
+                .header_object(&obj, "/graphql/connect", b"{}", &ip)
+        });
+    ws.protocols([SUBPROTOCOL])
+        .on_upgrade(move |socket| connection(socket, appsync, speaks_protocol, connect, ip))
+}
+
+/// The auth header object, from a `header-` subprotocol or the `header` query parameter.
+fn header_object(offered: &[String], query: &HashMap<String, String>) -> Option<Value> {
+    let from_protocol = offered
+        .iter()
+        .find_map(|p| p.strip_prefix("header-"))
+        .and_then(|b| URL_SAFE_NO_PAD.decode(b.trim_end_matches('=')).ok());
+    let from_query = query.get("header").and_then(|h| {
+        STANDARD
+            .decode(h)
+            .ok()
+            .or_else(|| URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).ok())
+    });
+    let bytes = from_protocol.or(from_query)?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn connection_error(errors: Value) -> String {
+    json!({"type": "connection_error", "payload": {"errors": errors}}).to_string()
+}
+
+fn error(id: &str, error_type: &str, message: &str) -> String {
+    json!({"type": "error", "id": id, "payload": {"errors": [{"errorType": error_type, "message": message}]}}).to_string()
+}
+
+async fn connection(
+    socket: WebSocket,
+    appsync: Arc<AppSync>,
+    speaks_protocol: bool,
+    connect: Result<Caller, AuthError>,
+    ip: String,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut outgoing) = mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        while let Some(text) = outgoing.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    if !speaks_protocol {
+        let _ = out.send(connection_error(
+            json!([{"message": "SubProtocolNotSupportedError", "errorCode": 400}]),
+        ));
+        drop(out);
+        let _ = writer.await;
+        return;
+    }
+    if let Err(e) = connect {
+        tracing::debug!(reason = %e.message, "real-time connection refused");
+        let _ = out.send(connection_error(json!([{
+            "errorType": "UnauthorizedException",
+            "message": "You are not authorized to make this call.",
+            "errorCode": 401
+        }])));
+        drop(out);
+        let _ = writer.await;
+        return;
+    }
+    let id = appsync.next_connection.fetch_add(1, Ordering::Relaxed);
+    let mut keep_alive = None;
+    while let Some(Ok(message)) = stream.next().await {
+        let text = match message {
+            Message::Text(t) => t.to_string(),
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let Ok(msg) = serde_json::from_str::<Value>(&text) else {
+            let _ = out.send(error(
+                "",
+                "UnsupportedOperation",
+                "Unable to parse the message.",
+            ));
+            continue;
+        };
+        match msg.get("type").and_then(Value::as_str) {
+            Some("connection_init") => {
+                let ack = json!({"type": "connection_ack", "payload": {"connectionTimeoutMs": appsync.config.connection_timeout_ms}});
+                let _ = out.send(ack.to_string());
+                if keep_alive.is_none() {
+                    keep_alive = Some(spawn_keep_alive(out.clone(), appsync.config.keep_alive));
+                }
+            }
+            Some("start") => start(&appsync, id, &msg, &out, &ip),
+            Some("stop") => {
+                let sub_id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
+                appsync.pubsub.remove(id, sub_id);
+                let _ = out.send(json!({"type": "complete", "id": sub_id}).to_string());
+            }
+            _ => {
+                let sub_id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
+                let _ = out.send(error(
+                    sub_id,
+                    "UnsupportedOperation",
+                    "Operation not supported through the realtime channel",
+                ));
+            }
+        }
+    }
+    appsync.pubsub.remove_connection(id);
+    if let Some(task) = keep_alive {
+        task.abort();
+    }
+    drop(out);
+    writer.abort();
+}
+
+fn spawn_keep_alive(
+    out: mpsc::UnboundedSender<String>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if out.send(json!({"type": "ka"}).to_string()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Handles a `start`: authenticate its own authorization, validate the
+/// subscription, run its resolver, register it, then `start_ack`.
+fn start(
+    appsync: &AppSync,
+    connection: u64,
+    msg: &Value,
+    out: &mpsc::UnboundedSender<String>,
+    ip: &str,
+) {
+    let id = msg
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let reply = |m: String| {
+        let _ = out.send(m);
+    };
+    if id.is_empty() {
+        return reply(error(
+            "",
+            "UnsupportedOperation",
+            "A start message needs an id.",
+        ));
+    }
+    let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
+    let data = payload
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(authorization) = payload.pointer("/extensions/authorization") else {
+        return reply(error(
+            &id,
+            "UnsupportedOperation",
+            "Subscription without authorization is not supported through the realtime channel",
+        ));
+    };
+    let caller = match appsync
+        .auth
+        .header_object(authorization, "/graphql", data.as_bytes(), ip)
+    {
+        Ok(c) => c,
+        Err(e) if e.status == 403 => return reply(error(&id, "BadRequestException", &e.message)),
+        Err(_) => {
+            let m = json!({"type": "error", "id": id, "payload": {"errors": [{"errorType": "UnauthorizedException", "message": "You are not authorized to make this call.", "errorCode": 401}]}});
+            return reply(m.to_string());
+        }
+    };
+    let request: GraphQLRequest = match serde_json::from_str(data) {
+        Ok(r) => r,
+        Err(_) => {
+            return reply(error(
+                &id,
+                "MalformedHttpRequestException",
+                "The start payload's data is not a GraphQL request.",
+            ));
+        }
+    };
+    let prepared = match prepare(&appsync.schema, &request) {
+        Ok(p) if p.kind == OperationKind::Subscription => p,
+        Ok(_) => {
+            return reply(error(
+                &id,
+                "UnsupportedOperation",
+                "Only subscriptions are supported through the realtime channel",
+            ));
+        }
+        Err(errors) => {
+            let errors: Vec<Value> = errors.iter().map(|e| e.to_json()).collect();
+            return reply(
+                json!({"type": "error", "id": id, "payload": {"errors": errors}}).to_string(),
+            );
+        }
+    };
+    let Some(selected) = prepared
+        .fields
+        .iter()
+        .find(|f| f.name != "__typename")
+        .cloned()
+    else {
+        return reply(error(
+            &id,
+            "UnsupportedOperation",
+            "A subscription needs a field.",
+        ));
+    };
+    match register(
+        appsync,
+        connection,
+        &id,
+        &prepared.root_type,
+        selected,
+        caller,
+        out,
+    ) {
+        Ok(()) => reply(json!({"type": "start_ack", "id": id}).to_string()),
+        Err(m) => reply(m),
+    }
+}
+
+fn register(
+    appsync: &AppSync,
+    connection: u64,
+    id: &str,
+    root: &str,
+    selected: Selected,
+    caller: Caller,
+    out: &mpsc::UnboundedSender<String>,
+) -> Result<(), String> {
+    let def = appsync
+        .schema
+        .field(root, &selected.name)
+        .ok_or_else(|| error(id, "UnsupportedOperation", "Unknown subscription field."))?;
+    let denied = || {
+        error(
+            id,
+            "Unauthorized",
+            &format!("Not Authorized to access {} on type {root}", selected.name),
+        )
+    };
+    if !is_authorized(appsync, root, def, &caller) {
+        return Err(denied());
+    }
+    let request = ResolveRequest {
+        parent_type: root,
+        field: &selected.name,
+        arguments: &selected.arguments,
+        caller: &caller,
+        selection_set_list: Selected::selection_set_list(&selected.children),
+    };
+    let enhanced_filter = appsync
+        .resolvers
+        .subscribe(request)
+        .map_err(|e| error(id, &e.error_type, &e.message))?;
+    let subscription = Subscription {
+        connection,
+        id: id.to_owned(),
+        ty: def.ty.clone(),
+        mutations: appsync.schema.subscribed_mutations(def),
+        argument_filter: filter_from_arguments(&selected.arguments),
+        enhanced_filter,
+        selected,
+        caller,
+        sender: out.clone(),
+    };
+    appsync
+        .pubsub
+        .register(
+            subscription,
+            appsync.config.max_subscriptions_per_connection,
+        )
+        .map_err(|e| match e {
+            RegisterError::Duplicated => error(
+                id,
+                "DuplicatedOperationError",
+                &format!("Duplicate operation with Id ({id})"),
+            ),
+            RegisterError::MaxReached => error(
+                id,
+                "MaxSubscriptionsReachedError",
+                "Max number of subscriptions reached",
+            ),
+        })
+}

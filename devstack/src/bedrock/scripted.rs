@@ -1,0 +1,279 @@
+// Data path: [model: scripted] -> coalescer -> publisher -> AppSync -> subscriber.
+//
+// The weightless model: a fixed passage, streamed as deltas of 1 to 3 words at a
+// configurable pace, so tests and benches get a deterministic, readable answer.
+
+//! The `scripted` model: deterministic text, no weights.
+//!
+//! The answer is `You asked: "<first 80 chars of the prompt>". ` followed by
+//! [`PASSAGE`]. It is cut into words (each word carries the whitespace before
+//! it, so the pieces concatenate to the exact text) and sent as deltas of 1, 2
+//! or 3 words following [`DELTA_PATTERN`]. A word counts as one token, for
+//! `maxTokens` and for `usage`; input tokens are the words of the system
+//! prompt and of every message.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::model::{
+    ActiveGuard, EVENT_BUFFER, Generation, GenerationRequest, ModelEvent, StopReason, word_count,
+};
+
+/// The fixed text the `scripted` model streams after echoing the prompt.
+pub const PASSAGE: &str = "Streaming turns a long wait into a conversation. Instead of holding the whole answer until the last word is ready, the model hands over each fragment the moment it exists, and the reader starts reading while the rest is still being written.
+
+Each fragment travels a short chain. The model emits a delta of a few tokens; a coalescer gathers deltas into chunks that are worth the cost of a network message; a publisher signs each chunk and sends it to the GraphQL API; and the API pushes it down a WebSocket to every subscriber allowed to see it. Nothing in that chain may hold a fragment longer than it must, and nothing may reorder them.
+
+Good streaming is judged at both ends. The first words should arrive quickly, so the reader knows the question was heard. The last words should follow without long pauses, so the text reads like speech rather than a stutter. And when the reader loses interest and closes the window, the whole chain should notice and stop, because every token nobody reads is time and money spent for nothing.";
+
+/// Words per delta, repeated: deterministic, between 1 and 3 like a real model.
+pub const DELTA_PATTERN: [usize; 8] = [1, 2, 3, 2, 1, 3, 2, 1];
+
+/// How many characters of the prompt the answer echoes.
+pub const ECHO_CHARS: usize = 80;
+
+/// The whole answer for `prompt` under `max_tokens`, and its output token count.
+///
+/// The deltas the model streams for the same prompt concatenate to exactly this
+/// text. With `max_tokens` below the answer's length the text is cut after that
+/// many words (and the stream's stop reason is `max_tokens`).
+pub fn scripted_answer(prompt: &str, max_tokens: Option<u32>) -> (String, u32) {
+    let (deltas, _) = plan(prompt, max_tokens);
+    let tokens = deltas.iter().map(|(_, n)| *n).sum();
+    let text = deltas.into_iter().map(|(t, _)| t).collect();
+    (text, tokens)
+}
+
+/// The untruncated answer text for `prompt`.
+fn full_text(prompt: &str) -> String {
+    let collapsed = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+    let echo: String = collapsed.chars().take(ECHO_CHARS).collect();
+    format!("You asked: \"{}\". {PASSAGE}", echo.trim_end())
+}
+
+/// Splits text into words, each with the whitespace that precedes it.
+fn words(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_word = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if in_word {
+                out.push(&text[start..i]);
+                start = i;
+                in_word = false;
+            }
+        } else {
+            in_word = true;
+        }
+    }
+    if start < text.len() {
+        out.push(&text[start..]);
+    }
+    out
+}
+
+/// The deltas (text, words) for `prompt`, and the stop reason.
+fn plan(prompt: &str, max_tokens: Option<u32>) -> (Vec<(String, u32)>, StopReason) {
+    let text = full_text(prompt);
+    let all = words(&text);
+    let limit = max_tokens.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
+    let (kept, stop) = if all.len() > limit {
+        (&all[..limit], StopReason::MaxTokens)
+    } else {
+        (&all[..], StopReason::EndTurn)
+    };
+    let mut deltas = Vec::new();
+    let mut rest = kept;
+    for size in DELTA_PATTERN.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let n = (*size).min(rest.len());
+        let (head, tail) = rest.split_at(n);
+        deltas.push((head.concat(), n as u32));
+        rest = tail;
+    }
+    (deltas, stop)
+}
+
+/// Starts a scripted generation on a tokio task.
+///
+/// `tokens_per_second` paces the deltas (a delta of `n` words is due `n / rate`
+/// seconds after the previous one); 0 or less sends them as fast as the client
+/// reads. The task ends as soon as the receiver is dropped, even mid-pause.
+pub(crate) fn start(
+    request: &GenerationRequest,
+    tokens_per_second: f64,
+    guard: ActiveGuard,
+) -> Generation {
+    let input_tokens = request
+        .system
+        .iter()
+        .map(|s| word_count(s))
+        .chain(request.messages.iter().map(|m| word_count(&m.text)))
+        .fold(0u32, u32::saturating_add);
+    let (deltas, stop) = plan(request.last_user_text(), request.max_tokens);
+    let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+    tokio::spawn(async move {
+        let _guard = guard;
+        let mut due = Instant::now();
+        let mut output_tokens = 0u32;
+        for (text, tokens) in deltas {
+            if tokens_per_second > 0.0 {
+                due += Duration::from_secs_f64(f64::from(tokens) / tokens_per_second);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = tx.closed() => return,
+                }
+            }
+            output_tokens += tokens;
+            if tx.send(ModelEvent::Delta { text, tokens }).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx
+            .send(ModelEvent::Done {
+                stop,
+                output_tokens,
+            })
+            .await;
+    });
+    Generation {
+        input_tokens,
+        events: rx,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::{ActiveCounter, ChatMessage, Role};
+    use super::*;
+
+    fn request(prompt: &str, max_tokens: Option<u32>) -> GenerationRequest {
+        GenerationRequest {
+            system: vec!["Be nice.".into()],
+            messages: vec![ChatMessage {
+                role: Role::User,
+                text: prompt.into(),
+            }],
+            max_tokens,
+            ..Default::default()
+        }
+    }
+
+    async fn collect(mut generation: Generation) -> (String, Vec<u32>, ModelEvent) {
+        let mut text = String::new();
+        let mut sizes = Vec::new();
+        while let Some(event) = generation.events.recv().await {
+            match event {
+                ModelEvent::Delta { text: t, tokens } => {
+                    text.push_str(&t);
+                    sizes.push(tokens);
+                }
+                done => return (text, sizes, done),
+            }
+        }
+        panic!("stream ended without a terminal event");
+    }
+
+    #[test]
+    fn words_keep_every_character() {
+        let text = "Hello  there,\n\nworld! ";
+        assert_eq!(words(text), vec!["Hello", "  there,", "\n\nworld!", " "]);
+        assert_eq!(words(text).concat(), text);
+        assert!(words("").is_empty());
+    }
+
+    #[test]
+    fn answer_echoes_the_prompt() {
+        let long = "word ".repeat(40);
+        let (text, tokens) = scripted_answer(&long, None);
+        let echo = "word ".repeat(16);
+        assert!(text.starts_with(&format!("You asked: \"{}\". ", echo.trim_end())));
+        assert!(text.ends_with("time and money spent for nothing."));
+        assert_eq!(tokens, word_count(&text));
+
+        let (text, _) = scripted_answer("Why is the sky\nblue?", None);
+        assert!(text.starts_with("You asked: \"Why is the sky blue?\". Streaming turns"));
+    }
+
+    #[test]
+    fn max_tokens_truncates_by_words() {
+        let (full, full_tokens) = scripted_answer("hi", None);
+        assert!(full_tokens > 100);
+        let (cut, tokens) = scripted_answer("hi", Some(10));
+        assert_eq!(tokens, 10);
+        assert_eq!(word_count(&cut), 10);
+        assert!(full.starts_with(&cut));
+        assert_eq!(plan("hi", Some(10)).1, StopReason::MaxTokens);
+        assert_eq!(plan("hi", Some(full_tokens)).1, StopReason::EndTurn);
+    }
+
+    #[tokio::test]
+    async fn deltas_concatenate_to_the_answer() {
+        let counter = ActiveCounter::default();
+        let prompt = "Tell me about streaming, please.";
+        let generation = start(&request(prompt, None), 0.0, counter.enter());
+        assert_eq!(generation.input_tokens, 2 + 5);
+        let (text, sizes, done) = collect(generation).await;
+        let (expected, tokens) = scripted_answer(prompt, None);
+        assert_eq!(text, expected);
+        assert!(sizes.iter().all(|n| (1..=3).contains(n)));
+        assert!(sizes.len() > 50);
+        assert_eq!(
+            done,
+            ModelEvent::Done {
+                stop: StopReason::EndTurn,
+                output_tokens: tokens
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn deltas_respect_max_tokens() {
+        let counter = ActiveCounter::default();
+        let generation = start(&request("hi", Some(17)), 0.0, counter.enter());
+        let (text, sizes, done) = collect(generation).await;
+        assert_eq!(text, scripted_answer("hi", Some(17)).0);
+        assert_eq!(sizes.iter().sum::<u32>(), 17);
+        assert_eq!(
+            done,
+            ModelEvent::Done {
+                stop: StopReason::MaxTokens,
+                output_tokens: 17
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn pacing_follows_the_rate() {
+        let counter = ActiveCounter::default();
+        let started = std::time::Instant::now();
+        let generation = start(&request("hi", Some(20)), 200.0, counter.enter());
+        let _ = collect(generation).await;
+        let elapsed = started.elapsed();
+        // 20 words at 200 words/s = 100 ms.
+        assert!(elapsed >= Duration::from_millis(95), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_receiver_stops_the_task() {
+        let counter = ActiveCounter::default();
+        let mut generation = start(&request("hi", None), 5.0, counter.enter());
+        assert_eq!(counter.get(), 1);
+        let first = generation.events.recv().await;
+        assert!(matches!(first, Some(ModelEvent::Delta { .. })));
+        drop(generation);
+        for _ in 0..50 {
+            if counter.get() == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("scripted task still running after its receiver was dropped");
+    }
+}

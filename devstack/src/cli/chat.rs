@@ -1,0 +1,146 @@
+//! `devstack chat "PROMPT"`: the whole path in one command. Starts a stack
+//! in-process, subscribes as the user over the real WebSocket, sends
+//! `sendPrompt` over HTTP with the user's JWT, prints the answer as chunks
+//! arrive, then one stats line on stderr.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bedrock_appsync_stream::client::{
+    ON_CHUNK, ReceivedChunk, SEND_PROMPT, TurnAssembler, send_prompt_variables,
+};
+use bedrock_appsync_stream::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient};
+use serde_json::{Value, json};
+
+use crate::{Stack, StackConfig};
+
+#[derive(clap::Args)]
+pub struct ChatArgs {
+    /// What to ask.
+    prompt: String,
+    /// `smollm2` (a real model, run locally) or `scripted` (deterministic text).
+    #[arg(long, default_value = "smollm2")]
+    model: String,
+    /// The dev user to sign in as.
+    #[arg(long, default_value = "alice")]
+    user: String,
+    /// Most output tokens.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Tokens per second of the `scripted` model.
+    #[arg(long, default_value_t = 50.0)]
+    scripted_rate: f64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+}
+
+pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+    super::init_tracing("warn");
+    let mut config = StackConfig::new(super::self_as_function()?);
+    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.workers = 1;
+    config.default_model = args.model.clone();
+    config.bedrock.scripted_tokens_per_second = args.scripted_rate;
+    let stack = Stack::start(config).await?;
+    let result = chat(&stack, &args).await;
+    stack.shutdown().await;
+    result
+}
+
+async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
+    stack
+        .bedrock
+        .warm(&args.model)
+        .await
+        .with_context(|| format!("could not load the model `{}`", args.model))?;
+    let token = stack.token(&args.user);
+    let client = RealtimeClient::connect(
+        &stack.realtime_url(),
+        &stack.graphql_url(),
+        RealtimeAuth::Token(token.clone()),
+        HeaderTransport::Subprotocol,
+    )
+    .await?;
+    let conversation_id = format!("chat-{}", uuid::Uuid::new_v4().simple());
+    let turn_id = uuid::Uuid::new_v4().to_string();
+    let mut subscription = client
+        .subscribe(ON_CHUNK, json!({"conversationId": conversation_id}))
+        .await?;
+    let started = Instant::now();
+    let variables = send_prompt_variables(
+        &conversation_id,
+        &turn_id,
+        &args.prompt,
+        Some(&args.model),
+        args.max_tokens,
+    );
+    send_prompt(&stack.graphql_url(), &token, variables).await?;
+
+    let mut assembler = TurnAssembler::new();
+    let mut first_chunk = None;
+    let mut chunks = 0usize;
+    let mut stdout = std::io::stdout();
+    let deadline = Duration::from_secs(args.timeout);
+    while assembler.finished().is_none() {
+        let next = tokio::time::timeout(
+            deadline.saturating_sub(started.elapsed()),
+            subscription.next(),
+        )
+        .await
+        .context("no answer before the timeout")?;
+        let Some(payload) = next else {
+            bail!("the subscription ended before the answer did")
+        };
+        let Some(chunk) = ReceivedChunk::from_payload(&payload?).filter(|c| c.turn_id == turn_id)
+        else {
+            continue;
+        };
+        for chunk in assembler.push(chunk) {
+            first_chunk.get_or_insert_with(|| started.elapsed());
+            chunks += 1;
+            print!("{}", chunk.text);
+            stdout.flush()?;
+        }
+    }
+    println!();
+    let last = assembler.finished().cloned().context("no terminal chunk")?;
+    report(&last, first_chunk, chunks, started.elapsed())
+}
+
+fn report(
+    last: &ReceivedChunk,
+    first: Option<Duration>,
+    chunks: usize,
+    total: Duration,
+) -> anyhow::Result<()> {
+    let output_tokens = last.usage.as_ref().map(|u| u.output_tokens).unwrap_or(0);
+    eprintln!(
+        "time to first chunk {:.2} s · {chunks} chunks · {output_tokens} output tokens · stop reason {} · total {:.2} s",
+        first.unwrap_or_default().as_secs_f64(),
+        last.stop_reason.as_deref().unwrap_or("none"),
+        total.as_secs_f64(),
+    );
+    if let Some(error) = &last.error {
+        bail!("the turn failed: {} ({})", error.message, error.error_type);
+    }
+    Ok(())
+}
+
+/// `sendPrompt` over HTTP with the user's ID token, as a web client sends it.
+async fn send_prompt(graphql_url: &str, token: &str, variables: Value) -> anyhow::Result<()> {
+    let response = reqwest::Client::new()
+        .post(graphql_url)
+        .header("authorization", token)
+        .json(&json!({"query": SEND_PROMPT, "variables": variables}))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() || body.get("errors").is_some() {
+        bail!("sendPrompt was refused ({status}): {}", body["errors"]);
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The `devstack` command line: `up`, `chat`, `token`, and the hidden `worker`
+//! that runs the resolver as a Lambda execution environment runs `bootstrap`.
+
+mod chat;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::lambda::FunctionCommand;
+
+#[derive(Parser)]
+#[command(
+    name = "devstack",
+    version,
+    about = "A local AppSync, Cognito, Lambda and Bedrock for bedrock-appsync-stream"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every stand-in on one port and print the endpoints, dev credentials and a token.
+    Up(up::UpArgs),
+    /// Start a stack in-process, send one prompt as a user, and print the answer as it streams.
+    Chat(chat::ChatArgs),
+    /// Print a valid Cognito ID token for a dev user of a stack started with `devstack up`.
+    Token(TokenArgs),
+    /// Run the resolver against the Lambda Runtime API in `AWS_LAMBDA_RUNTIME_API`.
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The dev user's name (its `sub` is derived from it).
+    #[arg(long, default_value = "alice")]
+    user: String,
+    /// Cognito groups to put in the token.
+    #[arg(long, value_delimiter = ',')]
+    groups: Vec<String>,
+    /// The stack's base URL (the token's issuer is `{endpoint}/us-east-1_devstack`).
+    #[arg(long, default_value = "http://127.0.0.1:4000")]
+    endpoint: String,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("devstack: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Worker => bedrock_appsync_stream::run()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.to_string())),
+            Command::Up(args) => up::run(args).await,
+            Command::Chat(args) => chat::run(args).await,
+            Command::Token(args) => token(args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("devstack: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let key = crate::cognito::load_or_create_key(&key_path())?;
+    let pool = crate::cognito::UserPool::new(
+        &args.endpoint,
+        crate::DEV_USER_POOL_ID,
+        crate::DEV_CLIENT_ID,
+        &key,
+    );
+    println!(
+        "{}",
+        pool.mint_id_token(&args.user, &args.groups, now_secs())
+    );
+    Ok(())
+}
+
+/// The pool key kept in the state directory, so tokens outlive a restart.
+fn key_path() -> PathBuf {
+    crate::state_dir().join("cognito-pool-key.pem")
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// This executable, re-run as a Lambda worker.
+fn self_as_function() -> anyhow::Result<FunctionCommand> {
+    Ok(FunctionCommand {
+        program: std::env::current_exe()?,
+        args: vec!["worker".into()],
+    })
+}
+
+/// Logs to stderr at `default` unless `RUST_LOG` says otherwise.
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

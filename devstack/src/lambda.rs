@@ -1,0 +1,316 @@
+//! The Lambda stand-in: the Runtime API and the worker processes that run the
+//! resolver. Place in the data path: AppSync --Invoke(Event)--> **Lambda** -> resolver.
+//!
+//! Workers are separate processes talking to the Lambda Runtime API
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>) exactly as
+//! `lambda_runtime` does inside Lambda: `GET .../invocation/next` long-polls for
+//! an event, then `POST .../invocation/{id}/response` or `.../error`. Each worker
+//! handles one invocation at a time; more workers give concurrent turns.
+//! Asynchronous (`Event`) invokes queue until a worker is free
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html>).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+
+/// The program a worker runs: the resolver, as Lambda would run `bootstrap`.
+#[derive(Clone, Debug)]
+pub struct FunctionCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// How the function is configured, as in a Lambda function's configuration.
+#[derive(Clone, Debug)]
+pub struct LambdaConfig {
+    pub function_name: String,
+    pub command: FunctionCommand,
+    /// Worker processes (concurrent executions).
+    pub workers: usize,
+    /// The function timeout: each invocation's deadline is now + this.
+    pub timeout: Duration,
+    /// Environment variables of the function, on top of Lambda's own.
+    pub environment: Vec<(String, String)>,
+}
+
+/// How an invocation ended.
+#[derive(Clone, Debug)]
+pub struct InvocationOutcome {
+    pub request_id: String,
+    /// The function's response, or its error object (`errorType`, `errorMessage`).
+    pub result: Result<Value, Value>,
+}
+
+/// Where a synchronous invocation's answer goes.
+type Reply = oneshot::Sender<Result<Value, Value>>;
+
+struct Invocation {
+    request_id: String,
+    payload: Value,
+    reply: Option<oneshot::Sender<Result<Value, Value>>>,
+}
+
+/// The Lambda service with one function.
+#[derive(Clone)]
+pub struct LambdaService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LambdaConfig,
+    queue: mpsc::UnboundedSender<Invocation>,
+    next: Mutex<mpsc::UnboundedReceiver<Invocation>>,
+    in_flight: Mutex<HashMap<String, Option<Reply>>>,
+    outcomes: broadcast::Sender<InvocationOutcome>,
+    children: Mutex<Vec<Child>>,
+}
+
+impl LambdaService {
+    pub fn new(config: LambdaConfig) -> Self {
+        let (queue, next) = mpsc::unbounded_channel();
+        let (outcomes, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                queue,
+                next: Mutex::new(next),
+                in_flight: Mutex::new(HashMap::new()),
+                outcomes,
+                children: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// `Invoke` with `InvocationType: Event`: queued, answered at once with the request id.
+    pub fn invoke_async(&self, payload: Value) -> String {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let invocation = Invocation {
+            request_id: request_id.clone(),
+            payload,
+            reply: None,
+        };
+        // The receiver lives as long as the service.
+        let _ = self.inner.queue.send(invocation);
+        request_id
+    }
+
+    /// `Invoke` with `InvocationType: RequestResponse`: waits for the function's answer.
+    pub async fn invoke(&self, payload: Value) -> Result<Value, Value> {
+        let (tx, rx) = oneshot::channel();
+        let invocation = Invocation {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            payload,
+            reply: Some(tx),
+        };
+        let _ = self.inner.queue.send(invocation);
+        rx.await.unwrap_or_else(|_| {
+            Err(json!({"errorType": "ServiceException", "errorMessage": "the invocation was lost"}))
+        })
+    }
+
+    /// Every invocation's outcome, as it happens (for the CLI and tests).
+    pub fn outcomes(&self) -> broadcast::Receiver<InvocationOutcome> {
+        self.inner.outcomes.subscribe()
+    }
+
+    /// Starts the worker processes against the Runtime API at `runtime_api`
+    /// (`host:port`, Lambda's `AWS_LAMBDA_RUNTIME_API`).
+    pub async fn start_workers(&self, runtime_api: &str) -> std::io::Result<()> {
+        let config = &self.inner.config;
+        let mut children = self.inner.children.lock().await;
+        for n in 0..config.workers {
+            let mut command = Command::new(&config.command.program);
+            command
+                .args(&config.command.args)
+                .envs(lambda_environment(config, runtime_api))
+                .envs(config.environment.iter().cloned())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true);
+            let mut child = command.spawn()?;
+            forward_logs(&mut child, n);
+            children.push(child);
+        }
+        Ok(())
+    }
+
+    /// Stops the worker processes.
+    pub async fn stop_workers(&self) {
+        let mut children = self.inner.children.lock().await;
+        for child in children.iter_mut() {
+            let _ = child.kill().await;
+        }
+        children.clear();
+    }
+
+    /// The Runtime API routes, under `/2018-06-01/runtime`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(invocation_response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(invocation_error),
+            )
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(self.clone())
+    }
+
+    async fn finish(&self, request_id: &str, result: Result<Value, Value>) -> bool {
+        let Some(reply) = self.inner.in_flight.lock().await.remove(request_id) else {
+            return false;
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(result.clone());
+        }
+        let _ = self.inner.outcomes.send(InvocationOutcome {
+            request_id: request_id.to_owned(),
+            result,
+        });
+        true
+    }
+}
+
+/// The variables Lambda sets for every function (the `lambda_runtime` crate reads them).
+fn lambda_environment(config: &LambdaConfig, runtime_api: &str) -> Vec<(String, String)> {
+    let name = &config.function_name;
+    [
+        ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
+        ("AWS_LAMBDA_FUNCTION_NAME", name.clone()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "devstack".into()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ("AWS_EXECUTION_ENV", "AWS_Lambda_rust".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A worker's stdout and stderr become the function's log, line by line.
+fn forward_logs(child: &mut Child, worker: usize) {
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "lambda", worker, "{line}");
+            }
+        });
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tracing::info!(target: "lambda", worker, "{line}");
+            }
+        });
+    }
+}
+
+async fn next_invocation(State(service): State<LambdaService>) -> Response {
+    let invocation = {
+        let mut next = service.inner.next.lock().await;
+        next.recv().await
+    };
+    let Some(invocation) = invocation else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let timeout = service.inner.config.timeout;
+    let deadline = SystemTime::now() + timeout;
+    let deadline_ms = deadline
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    service
+        .inner
+        .in_flight
+        .lock()
+        .await
+        .insert(invocation.request_id.clone(), invocation.reply);
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:000000000000:function:{}",
+        service.inner.config.function_name
+    );
+    let mut headers = HeaderMap::new();
+    let pairs = [
+        (
+            "lambda-runtime-aws-request-id",
+            invocation.request_id.clone(),
+        ),
+        ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
+        ("lambda-runtime-invoked-function-arn", arn),
+        (
+            "lambda-runtime-trace-id",
+            format!(
+                "Root=1-{:08x}-{}",
+                deadline_ms as u32,
+                uuid::Uuid::new_v4().simple()
+            ),
+        ),
+        ("content-type", "application/json".into()),
+    ];
+    for (name, value) in pairs {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    (headers, invocation.payload.to_string()).into_response()
+}
+
+async fn invocation_response(
+    State(service): State<LambdaService>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    accepted(service.finish(&id, Ok(value)).await)
+}
+
+async fn invocation_error(
+    State(service): State<LambdaService>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| json!({"errorType": "Unhandled", "errorMessage": ""}));
+    tracing::warn!(target: "lambda", request_id = %id, error = %value, "invocation failed");
+    accepted(service.finish(&id, Err(value)).await)
+}
+
+async fn init_error(body: Bytes) -> Response {
+    tracing::error!(target: "lambda", error = %String::from_utf8_lossy(&body), "function init failed");
+    (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
+}
+
+fn accepted(known: bool) -> Response {
+    if known {
+        (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(
+                json!({"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"}),
+            ),
+        )
+            .into_response()
+    }
+}

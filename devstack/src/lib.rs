@@ -1,0 +1,289 @@
+//! devstack: a local AWS for bedrock-appsync-stream. AppSync, Cognito, Lambda
+//! and Bedrock stand-ins that speak the services' own wire protocols, on one
+//! port, so the whole data path runs on one machine:
+//!
+//! ```text
+//! client --sendPrompt--> AppSync --Invoke(Event)--> Lambda (resolver process)
+//! resolver --ConverseStream--> Bedrock (smollm2 | scripted)
+//! resolver --publishChunk (SigV4)--> AppSync --onChunk (WebSocket)--> client
+//! ```
+
+pub mod appsync;
+pub mod bedrock;
+pub mod cli;
+pub mod cognito;
+pub mod lambda;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use appsync::auth::{AuthMode, Authenticator};
+use appsync::resolvers::BuiltinResolvers;
+use appsync::schema::Schema;
+use appsync::{AppSync, AppSyncConfig};
+use bedrock::{BedrockConfig, BedrockState};
+use cognito::UserPool;
+use lambda::{FunctionCommand, LambdaConfig, LambdaService};
+use sigv4::{IamUser, IamUsers, SignedRequest};
+
+/// The dev IAM principal the resolver signs with (static, local only).
+pub const DEV_ACCESS_KEY_ID: &str = "DEVSTACKACCESSKEY";
+/// The dev IAM principal's secret (static, local only).
+pub const DEV_SECRET_ACCESS_KEY: &str = "devstack/secret/access/key";
+/// The account the devstack pretends to be.
+pub const DEV_ACCOUNT_ID: &str = "123456789012";
+/// The region the devstack pretends to be in.
+pub const DEV_REGION: &str = "us-east-1";
+/// The user pool id and app client id of the dev pool.
+pub const DEV_USER_POOL_ID: &str = "us-east-1_devstack";
+pub const DEV_CLIENT_ID: &str = "devstackappclient";
+/// The API key the devstack accepts for `API_KEY` auth.
+pub const DEV_API_KEY: &str = "da2-devstack";
+
+/// The schema every part of the project shares.
+pub const SCHEMA: &str = include_str!("../../schema.graphql");
+
+/// Everything a stack needs to start.
+pub struct StackConfig {
+    /// Where to listen; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// The program a Lambda worker runs (the resolver).
+    pub function: FunctionCommand,
+    /// Worker processes, i.e. concurrent turns.
+    pub workers: usize,
+    /// The model the resolver uses when a prompt names none.
+    pub default_model: String,
+    /// The Lambda function's timeout.
+    pub function_timeout: Duration,
+    /// The Cognito pool's key; `None` makes a fresh one.
+    pub cognito_key: Option<rsa::RsaPrivateKey>,
+    pub bedrock: BedrockConfig,
+    pub appsync: AppSyncConfig,
+    /// Extra environment for the function (e.g. `RUST_LOG`).
+    pub function_environment: Vec<(String, String)>,
+}
+
+impl StackConfig {
+    /// Defaults: 127.0.0.1:4000, two workers, the `smollm2` model.
+    pub fn new(function: FunctionCommand) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            function,
+            workers: 2,
+            default_model: "smollm2".into(),
+            function_timeout: Duration::from_secs(300),
+            cognito_key: None,
+            bedrock: BedrockConfig::default(),
+            appsync: AppSyncConfig::default(),
+            function_environment: Vec::new(),
+        }
+    }
+}
+
+/// A running stack.
+pub struct Stack {
+    pub addr: SocketAddr,
+    pub user_pool: UserPool,
+    pub appsync: Arc<AppSync>,
+    pub lambda: LambdaService,
+    pub bedrock: BedrockState,
+    server: JoinHandle<()>,
+}
+
+impl Stack {
+    /// Binds, serves every stand-in, and starts the Lambda workers.
+    pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("could not listen on {}", config.bind))?;
+        let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let key = match config.cognito_key {
+            Some(k) => k,
+            None => cognito::new_key()?,
+        };
+        let user_pool = UserPool::new(&base_url, DEV_USER_POOL_ID, DEV_CLIENT_ID, &key);
+        let iam_users = dev_iam_users();
+        let lambda = LambdaService::new(LambdaConfig {
+            function_name: "bedrock-appsync-stream".into(),
+            command: config.function,
+            workers: config.workers,
+            timeout: config.function_timeout,
+            environment: function_environment(
+                &base_url,
+                &config.default_model,
+                config.function_environment,
+            ),
+        });
+        let bedrock = BedrockState::new(config.bedrock);
+        let schema = Schema::parse(SCHEMA)?;
+        let auth = Authenticator {
+            user_pool: user_pool.clone(),
+            iam_users: iam_users.clone(),
+            api_keys: vec![DEV_API_KEY.into()],
+            default_mode: AuthMode::CognitoUserPools,
+        };
+        let resolvers = Box::new(BuiltinResolvers {
+            lambda: lambda.clone(),
+        });
+        let appsync = Arc::new(AppSync::new(schema, auth, resolvers, config.appsync));
+        let bedrock_routes = bedrock::router(bedrock.clone()).layer(
+            axum::middleware::from_fn_with_state(iam_users, verify_bedrock_signature),
+        );
+        let jwks_path = format!("/{DEV_USER_POOL_ID}/.well-known/jwks.json");
+        let pool = user_pool.clone();
+        let app = Router::new()
+            .merge(appsync.clone().router())
+            .merge(lambda.router())
+            .merge(bedrock_routes)
+            .route(
+                &jwks_path,
+                get(move || async move { cognito::jwks_response(&pool) }),
+            );
+        let server = tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).await {
+                tracing::error!(error = %e, "devstack server stopped");
+            }
+        });
+        lambda
+            .start_workers(&addr.to_string())
+            .await
+            .context("could not start the Lambda workers")?;
+        Ok(Stack {
+            addr,
+            user_pool,
+            appsync,
+            lambda,
+            bedrock,
+            server,
+        })
+    }
+
+    /// `http://HOST:PORT/graphql`, the AppSync GraphQL URL.
+    pub fn graphql_url(&self) -> String {
+        format!("http://{}/graphql", self.addr)
+    }
+
+    /// `ws://HOST:PORT/graphql/realtime`, the AppSync real-time URL.
+    pub fn realtime_url(&self) -> String {
+        format!("ws://{}/graphql/realtime", self.addr)
+    }
+
+    /// A fresh ID token for a dev user.
+    pub fn token(&self, username: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        self.user_pool.mint_id_token(username, &[], now)
+    }
+
+    /// Stops the workers and the server.
+    pub async fn shutdown(self) {
+        self.lambda.stop_workers().await;
+        self.server.abort();
+    }
+}
+
+/// The static dev IAM user every signed request is checked against.
+pub fn dev_iam_users() -> IamUsers {
+    IamUsers::single(
+        DEV_ACCESS_KEY_ID,
+        IamUser {
+            secret_access_key: DEV_SECRET_ACCESS_KEY.into(),
+            session_token: None,
+            account_id: DEV_ACCOUNT_ID.into(),
+            user_arn: format!("arn:aws:iam::{DEV_ACCOUNT_ID}:user/devstack"),
+        },
+    )
+}
+
+/// What the resolver function sees, as its Lambda configuration would give it.
+fn function_environment(
+    base_url: &str,
+    default_model: &str,
+    extra: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("APPSYNC_GRAPHQL_URL", format!("{base_url}/graphql")),
+        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", base_url.to_owned()),
+        ("BEDROCK_MODEL_ID", default_model.to_owned()),
+        ("AWS_REGION", DEV_REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", DEV_ACCESS_KEY_ID.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", DEV_SECRET_ACCESS_KEY.to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(extra);
+    env
+}
+
+/// Bedrock checks SigV4 (signing name `bedrock`) before anything else.
+async fn verify_bedrock_signature(
+    State(users): State<IamUsers>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request too large").into_response();
+    };
+    let signed = SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    if let Err(e) = sigv4::verify(&signed, "bedrock", &users, SystemTime::now()) {
+        let error_type = match e {
+            sigv4::SigV4Error::UnknownAccessKey => "UnrecognizedClientException",
+            sigv4::SigV4Error::Mismatch => "InvalidSignatureException",
+            _ => "AccessDeniedException",
+        };
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"message": e.to_string()})),
+        )
+            .into_response();
+        if let Ok(v) = error_type.parse() {
+            response.headers_mut().insert("x-amzn-errortype", v);
+        }
+        return response;
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// Where the devstack keeps its state (the pool key, model weights):
+/// `$DEVSTACK_CACHE_DIR`, else `$XDG_CACHE_HOME/bedrock-appsync-stream`, else
+/// `$HOME/.cache/bedrock-appsync-stream`.
+pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DEVSTACK_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("bedrock-appsync-stream")
+}

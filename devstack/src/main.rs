@@ -1,0 +1,5 @@
+//! The `devstack` command: see `devstack --help`.
+
+fn main() -> std::process::ExitCode {
+    devstack::cli::main()
+}
