@@ -1,0 +1,147 @@
+//! A devstack on an ephemeral port, with the real `bootstrap` binary as the
+//! Lambda function, and the client steps every test repeats.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use bedrock_appsync_stream::client::{
+    ON_CHUNK, ReceivedChunk, SEND_PROMPT, TurnAssembler, send_prompt_variables,
+};
+use bedrock_appsync_stream::realtime::{
+    HeaderTransport, RealtimeAuth, RealtimeClient, Subscription,
+};
+use devstack::lambda::FunctionCommand;
+use devstack::{Stack, StackConfig};
+use serde_json::{Value, json};
+
+/// How long a test waits for a turn before failing.
+pub const TURN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A stack whose default model is `scripted`, as fast as it goes.
+pub async fn stack() -> Stack {
+    stack_with(|_| {}).await
+}
+
+pub async fn stack_with(adjust: impl FnOnce(&mut StackConfig)) -> Stack {
+    let function = FunctionCommand {
+        program: env!("CARGO_BIN_EXE_bootstrap").into(),
+        args: Vec::new(),
+    };
+    let mut config = StackConfig::new(function);
+    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.default_model = "scripted".into();
+    config.bedrock.scripted_tokens_per_second = 0.0;
+    config.function_environment = vec![("RUST_LOG".into(), "warn".into())];
+    adjust(&mut config);
+    Stack::start(config).await.expect("the devstack starts")
+}
+
+pub async fn connect(stack: &Stack, token: &str) -> RealtimeClient {
+    RealtimeClient::connect(
+        &stack.realtime_url(),
+        &stack.graphql_url(),
+        RealtimeAuth::Token(token.to_owned()),
+        HeaderTransport::Subprotocol,
+    )
+    .await
+    .expect("connects")
+}
+
+pub async fn subscribe(client: &RealtimeClient, conversation_id: &str) -> Subscription {
+    client
+        .subscribe(ON_CHUNK, json!({"conversationId": conversation_id}))
+        .await
+        .expect("subscribed")
+}
+
+/// POSTs a GraphQL request with the given headers; returns (status, body).
+pub async fn post(stack: &Stack, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+    let mut request = reqwest::Client::new().post(stack.graphql_url());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.body(body.to_string()).send().await.expect("sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Sends `sendPrompt` as the token's user; returns the response body.
+pub async fn send_prompt(
+    stack: &Stack,
+    token: &str,
+    conversation_id: &str,
+    turn_id: &str,
+    prompt: &str,
+    max_tokens: Option<u32>,
+) -> Value {
+    let variables = send_prompt_variables(conversation_id, turn_id, prompt, None, max_tokens);
+    let (status, body) = post(
+        stack,
+        &[("authorization", token)],
+        &json!({"query": SEND_PROMPT, "variables": variables}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Every chunk of one turn, in arrival order, until the terminal chunk.
+pub async fn collect_turn(subscription: &mut Subscription, turn_id: &str) -> Vec<ReceivedChunk> {
+    let mut received = Vec::new();
+    let mut assembler = TurnAssembler::new();
+    let until = tokio::time::Instant::now() + TURN_TIMEOUT;
+    while assembler.finished().is_none() {
+        let payload = tokio::time::timeout_at(until, subscription.next())
+            .await
+            .expect("the turn ends in time")
+            .expect("the subscription stays open")
+            .expect("no subscription error");
+        let chunk = ReceivedChunk::from_payload(&payload).expect("a chunk");
+        if chunk.turn_id != turn_id {
+            continue;
+        }
+        received.push(chunk.clone());
+        assembler.push(chunk);
+    }
+    received
+}
+
+/// A SigV4-signed `POST /graphql` with the dev IAM credentials.
+pub fn iam_headers(stack: &Stack, body: &[u8], secret: &str) -> Vec<(String, String)> {
+    let host = stack.addr.to_string();
+    let credentials = aws_credential_types::Credentials::new(
+        devstack::DEV_ACCESS_KEY_ID,
+        secret,
+        None,
+        None,
+        "test",
+    );
+    let base = [
+        ("content-type", "application/json"),
+        ("host", host.as_str()),
+    ];
+    let signed = bedrock_appsync_stream::sigv4::sign_headers(
+        &stack.graphql_url(),
+        &base,
+        body,
+        &credentials,
+        devstack::DEV_REGION,
+        "appsync",
+        SystemTime::now(),
+    )
+    .expect("signed");
+    base.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(signed)
+        .collect()
+}
+
+/// Seconds since the epoch, as JWT times are written.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
