@@ -24,6 +24,11 @@ pub const SEND_PROMPT: &str = "mutation SendPrompt($input: SendPromptInput!) {
   sendPrompt(input: $input) { conversationId turnId owner }
 }";
 
+/// The `cancelTurn` mutation: stops one of the caller's running turns.
+pub const CANCEL_TURN: &str = "mutation CancelTurn($conversationId: ID!, $turnId: ID!) {
+  cancelTurn(conversationId: $conversationId, turnId: $turnId) { conversationId turnId owner }
+}";
+
 /// Token counts of a finished turn.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,11 @@
 //! invocation). Environment variables of a Lambda function:
 //! <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html>
 
+use std::time::Duration;
+
 use thiserror::Error;
+
+use crate::coalesce::Strategy;
 
 /// Model used when a prompt names none and `BEDROCK_MODEL_ID` is unset.
 pub const DEFAULT_MODEL_ID: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -13,6 +17,10 @@ pub const DEFAULT_MODEL_ID: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 pub const DEFAULT_MAX_TOKENS: i32 = 1024;
 /// Largest chunk text in UTF-8 bytes when `MAX_CHUNK_BYTES` is unset.
 pub const DEFAULT_MAX_CHUNK_BYTES: usize = 16 * 1024;
+/// Hold time of the adaptive strategy when `MAX_HOLD_MS` is unset, in milliseconds.
+pub const DEFAULT_MAX_HOLD_MS: u64 = 1000;
+/// Bounds of `MAX_HOLD_MS`, in milliseconds.
+pub const MAX_HOLD_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=60_000;
 /// Highest `maxTokens` a prompt or `DEFAULT_MAX_TOKENS` may ask for.
 pub const MAX_TOKENS_LIMIT: i32 = 8192;
 /// Bounds of `MAX_CHUNK_BYTES`. The lower bound is one UTF-8 character (4 bytes),
@@ -59,6 +67,17 @@ pub struct Config {
     /// `MAX_CHUNK_BYTES`: most UTF-8 bytes of answer text in one chunk, within
     /// [`MAX_CHUNK_BYTES_RANGE`] (default [`DEFAULT_MAX_CHUNK_BYTES`]).
     pub max_chunk_bytes: usize,
+    /// `MAX_HOLD_MS`: how long pending text may wait behind a slow publish
+    /// before the adaptive strategy starts a second one, within
+    /// [`MAX_HOLD_MS_RANGE`] milliseconds (default [`DEFAULT_MAX_HOLD_MS`]).
+    pub max_hold: Duration,
+    /// `COALESCE_STRATEGY`: `adaptive` (default), `per-delta`,
+    /// `fixed-deltas:N`, `timer:MS` or `chars:N`; see [`Strategy`].
+    pub strategy: Strategy,
+    /// `APPSYNC_REALTIME_URL`: the API's real-time endpoint (`ws://` or
+    /// `wss://`), on which the resolver subscribes to `onCancel`. Derived from
+    /// `APPSYNC_GRAPHQL_URL` by [`realtime_url_for`] when unset.
+    pub appsync_realtime_url: String,
 }
 
 impl Config {
@@ -109,13 +128,87 @@ impl Config {
             Some(raw) => parse_in_range("MAX_CHUNK_BYTES", raw, MAX_CHUNK_BYTES_RANGE)?,
         };
 
+        let max_hold = match get("MAX_HOLD_MS") {
+            None => Duration::from_millis(DEFAULT_MAX_HOLD_MS),
+            Some(raw) => {
+                Duration::from_millis(parse_in_range("MAX_HOLD_MS", raw, MAX_HOLD_MS_RANGE)?)
+            }
+        };
+
+        let strategy_name = "COALESCE_STRATEGY";
+        let strategy = match get(strategy_name) {
+            None => Strategy::default(),
+            Some(raw) => raw
+                .parse()
+                .map_err(
+                    |e: crate::coalesce::StrategyParseError| ConfigError::Invalid {
+                        name: strategy_name,
+                        value: raw.clone(),
+                        reason: e.to_string(),
+                    },
+                )?,
+        };
+
+        let realtime_name = "APPSYNC_REALTIME_URL";
+        let appsync_realtime_url = match get(realtime_name) {
+            Some(url) => match reqwest::Url::parse(&url) {
+                Ok(u) if matches!(u.scheme(), "ws" | "wss") && u.host().is_some() => url,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: realtime_name,
+                        value: url,
+                        reason: "expected an absolute ws(s) URL such as wss://<id>.appsync-realtime-api.<region>.amazonaws.com/graphql".into(),
+                    });
+                }
+            },
+            None => realtime_url_for(&appsync_graphql_url).ok_or_else(|| ConfigError::Invalid {
+                name: url_name,
+                value: appsync_graphql_url.clone(),
+                reason: "cannot derive the real-time URL from it; set APPSYNC_REALTIME_URL".into(),
+            })?,
+        };
+
         Ok(Self {
             appsync_graphql_url,
             default_model_id,
             default_max_tokens,
             max_chunk_bytes,
+            max_hold,
+            strategy,
+            appsync_realtime_url,
         })
     }
+}
+
+/// The real-time endpoint of the AppSync API whose GraphQL endpoint is
+/// `graphql_url`, per
+/// <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>:
+/// - `https://X.appsync-api.R.amazonaws.com/graphql` ->
+///   `wss://X.appsync-realtime-api.R.amazonaws.com/graphql`;
+/// - any other host (a custom domain, a local stand-in) ->
+///   `wss://HOST/graphql/realtime` for https, `ws://HOST/graphql/realtime` for
+///   http, port kept.
+///
+/// `None` when `graphql_url` is not an absolute http(s) URL.
+pub fn realtime_url_for(graphql_url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(graphql_url).ok()?;
+    let scheme = match url.scheme() {
+        "https" => "wss",
+        "http" => "ws",
+        _ => return None,
+    };
+    let host = url.host_str()?;
+    if let Some((id, rest)) = host.split_once(".appsync-api.")
+        && !id.is_empty()
+        && (rest.ends_with(".amazonaws.com") || rest.ends_with(".amazonaws.com.cn"))
+    {
+        return Some(format!("wss://{id}.appsync-realtime-api.{rest}/graphql"));
+    }
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Some(format!("{scheme}://{authority}/graphql/realtime"))
 }
 
 fn parse_in_range<T>(
@@ -160,6 +253,75 @@ mod tests {
         assert_eq!(c.default_model_id, DEFAULT_MODEL_ID);
         assert_eq!(c.default_max_tokens, 1024);
         assert_eq!(c.max_chunk_bytes, 16384);
+        assert_eq!(c.max_hold, Duration::from_millis(1000));
+        assert_eq!(c.strategy, Strategy::Adaptive);
+        assert_eq!(c.appsync_realtime_url, "wss://x.example/graphql/realtime");
+    }
+
+    #[test]
+    fn realtime_urls_are_derived_from_the_graphql_url() {
+        assert_eq!(
+            realtime_url_for("https://abc123.appsync-api.eu-west-1.amazonaws.com/graphql")
+                .as_deref(),
+            Some("wss://abc123.appsync-realtime-api.eu-west-1.amazonaws.com/graphql")
+        );
+        assert_eq!(
+            realtime_url_for("https://api.example.com/graphql").as_deref(),
+            Some("wss://api.example.com/graphql/realtime"),
+            "a custom domain"
+        );
+        assert_eq!(
+            realtime_url_for("http://127.0.0.1:4000/graphql").as_deref(),
+            Some("ws://127.0.0.1:4000/graphql/realtime"),
+            "the local devstack"
+        );
+        assert_eq!(
+            realtime_url_for("https://x.appsync-api.example.org/graphql").as_deref(),
+            Some("wss://x.appsync-api.example.org/graphql/realtime"),
+            "not an AWS host"
+        );
+        assert_eq!(realtime_url_for("ftp://x/graphql"), None);
+        assert_eq!(realtime_url_for("nonsense"), None);
+    }
+
+    #[test]
+    fn strategy_hold_and_realtime_url_can_be_set() {
+        let url = ("APPSYNC_GRAPHQL_URL", "http://127.0.0.1:4000/graphql");
+        let c = config(&[
+            url,
+            ("COALESCE_STRATEGY", "fixed-deltas:6"),
+            ("MAX_HOLD_MS", "250"),
+            ("APPSYNC_REALTIME_URL", "wss://rt.example/graphql/realtime"),
+        ])
+        .unwrap();
+        assert_eq!(c.strategy.to_string(), "fixed-deltas:6");
+        assert_eq!(c.max_hold, Duration::from_millis(250));
+        assert_eq!(c.appsync_realtime_url, "wss://rt.example/graphql/realtime");
+
+        let err = config(&[url, ("COALESCE_STRATEGY", "fastest")]).unwrap_err();
+        let ConfigError::Invalid { name, reason, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*name, "COALESCE_STRATEGY");
+        assert!(
+            reason.contains("adaptive") && reason.contains("timer:MS"),
+            "{reason}"
+        );
+        assert!(err.to_string().contains("\"fastest\""), "{err}");
+        assert!(matches!(
+            config(&[url, ("MAX_HOLD_MS", "0")]),
+            Err(ConfigError::Invalid {
+                name: "MAX_HOLD_MS",
+                ..
+            })
+        ));
+        assert!(matches!(
+            config(&[url, ("APPSYNC_REALTIME_URL", "https://x/graphql")]),
+            Err(ConfigError::Invalid {
+                name: "APPSYNC_REALTIME_URL",
+                ..
+            })
+        ));
     }
 
     #[test]

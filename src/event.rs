@@ -454,6 +454,9 @@ mod tests {
             default_model_id: "default-model".into(),
             default_max_tokens: 1024,
             max_chunk_bytes: 16384,
+            max_hold: std::time::Duration::from_millis(1000),
+            strategy: crate::coalesce::Strategy::Adaptive,
+            appsync_realtime_url: "ws://127.0.0.1:4000/graphql/realtime".into(),
         }
     }
 

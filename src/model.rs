@@ -6,6 +6,14 @@
 //! usage. Failures become a typed [`ModelError`] that says whether it happened
 //! before the stream started (an HTTP error response) or in the middle of it (an
 //! exception frame, or a cut-off stream).
+//!
+//! Retries: the SDK retries the request itself (throttling, 5xx, timeouts,
+//! connection errors) per [`sdk_retry_config`]
+//! (<https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html>).
+//! The SDK never retries once the event stream has started, so
+//! [`ModelStream::open_first`] re-opens a stream that fails retryably before its
+//! first event, when no text can have been published. After the first event
+//! nothing is retried: the turn ends with a typed error instead.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -20,6 +28,38 @@ use aws_sdk_bedrockruntime::types::{
     InferenceConfiguration, Message, SystemContentBlock,
 };
 use thiserror::Error;
+use tracing::warn;
+
+use crate::retry::RetryPolicy;
+
+/// Attempts the SDK makes for one ConverseStream request (the first included)
+/// before it reports an error: [`sdk_retry_config`].
+pub const SDK_MAX_ATTEMPTS: u32 = 4;
+
+/// How often a stream that fails before its first event is opened again (the
+/// first opening included): see [`ModelStream::open_first`].
+pub const REOPEN_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    base_delay: std::time::Duration::from_millis(200),
+    max_delay: std::time::Duration::from_secs(2),
+};
+
+/// The Bedrock client's retry configuration, set explicitly rather than left
+/// to the SDK's defaults: standard mode (exponential backoff with jitter,
+/// retrying throttling, `ServiceUnavailable`, 5xx, timeouts and connection
+/// errors) with [`SDK_MAX_ATTEMPTS`] attempts.
+pub fn sdk_retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_MAX_ATTEMPTS)
+}
+
+/// True when a stream that failed with `error` on opening attempt `attempt`
+/// (1-based) before producing any event should be opened again: the error
+/// happened after the response started (so the SDK did not retry it), is
+/// retryable, and `policy` has attempts left. Errors before the stream were
+/// already retried by the SDK and are not retried again.
+pub fn should_reopen(error: &ModelError, attempt: u32, policy: &RetryPolicy) -> bool {
+    error.is_mid_stream() && error.retryable() && policy.may_retry(attempt)
+}
 
 /// One event of a model's answer, in stream order: any number of `Delta`s, then
 /// `Stop`, then (normally) `Usage`.
@@ -343,6 +383,42 @@ impl ModelStream {
         })
     }
 
+    /// Opens a ConverseStream and reads up to its first model event, opening
+    /// it again (after a jittered backoff per `retry`) while it fails
+    /// retryably before that event; see [`should_reopen`]. Returns the stream
+    /// and its first event (`None` if it ended without any).
+    ///
+    /// # Errors
+    /// [`ModelError::BeforeStream`] when the request fails (after the SDK's
+    /// retries), [`ModelError::MidStream`] when the stream fails before its
+    /// first event on the last attempt or with a non-retryable error.
+    pub async fn open_first(
+        client: &Client,
+        request: &ModelRequest,
+        retry: &RetryPolicy,
+    ) -> Result<(Self, Option<ModelEvent>), ModelError> {
+        let mut attempt = 1;
+        loop {
+            let mut stream = Self::open(client, request).await?;
+            match stream.next().await {
+                Ok(first) => return Ok((stream, first)),
+                Err(error) if should_reopen(&error, attempt, retry) => {
+                    let delay = retry.delay(attempt, crate::retry::random_u64());
+                    warn!(
+                        attempt,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        %error,
+                        "ConverseStream failed before its first event; opening it again"
+                    );
+                    drop(stream);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// The next model event; `Ok(None)` once the stream has ended.
     ///
     /// # Errors
@@ -516,6 +592,37 @@ mod tests {
         let e = before_stream_error(built);
         assert_eq!(e.kind(), ErrorKind::Other);
         assert!(!e.retryable());
+    }
+
+    #[test]
+    fn only_retryable_errors_before_the_first_event_reopen_the_stream() {
+        let mid = |kind| ModelError::MidStream {
+            kind,
+            detail: String::new(),
+        };
+        let p = REOPEN_RETRY;
+        assert!(should_reopen(&mid(ErrorKind::Throttling), 1, &p));
+        assert!(should_reopen(&mid(ErrorKind::ServiceUnavailable), 2, &p));
+        assert!(
+            !should_reopen(&mid(ErrorKind::Throttling), 3, &p),
+            "attempts used up"
+        );
+        assert!(
+            !should_reopen(&mid(ErrorKind::Validation), 1, &p),
+            "not retryable"
+        );
+        let before = ModelError::BeforeStream {
+            kind: ErrorKind::Throttling,
+            detail: String::new(),
+        };
+        assert!(!should_reopen(&before, 1, &p), "the SDK already retried it");
+    }
+
+    #[test]
+    fn the_sdk_retry_is_standard_with_four_attempts() {
+        let c = sdk_retry_config();
+        assert_eq!(c.max_attempts(), 4);
+        assert_eq!(c.mode(), aws_config::retry::RetryMode::Standard);
     }
 
     #[test]

@@ -14,15 +14,16 @@
 //! drop repeats.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use graphql_client::GraphQLQuery;
 use serde::Deserialize;
 use thiserror::Error;
-use tokio::sync::Mutex;
 use tracing::{debug, warn};
+
+use crate::sigv4::CredentialsCache;
 
 /// The `publishChunk` mutation, typed from `schema.graphql` and
 /// `src/publish_chunk.graphql` (which selects every `Chunk` field).
@@ -41,9 +42,6 @@ pub use publish_chunk::{ChunkErrorInput, ChunkInput, UsageInput};
 
 /// SigV4 signing name of AppSync.
 pub const SIGNING_NAME: &str = "appsync";
-
-/// Credentials are refreshed this long before they expire.
-const CREDENTIALS_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// One entry of a GraphQL `errors` array as AppSync writes it
 /// (`{"errorType": ..., "message": ...}`; `errorType` is AppSync's addition).
@@ -151,43 +149,16 @@ impl PublishError {
     }
 }
 
-/// Retry policy for retryable publish failures: `max_attempts` tries in all;
-/// before try `n + 1` wait a random time in `[d/2, d]` with
-/// `d = min(base_delay * 2^(n-1), max_delay)` ("equal jitter":
-/// <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Tries in all, at least 1.
-    pub max_attempts: u32,
-    /// Backoff before the second try (before jitter).
-    pub base_delay: Duration,
-    /// Upper bound of any backoff.
-    pub max_delay: Duration,
-}
+pub use crate::retry::RetryPolicy;
 
-impl Default for RetryPolicy {
-    /// 4 attempts, 50 ms base, 1 s cap.
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(1),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait after failed attempt `attempt` (1-based), jittered with `random`.
-    pub fn delay(&self, attempt: u32, random: u64) -> Duration {
-        let exp = attempt.saturating_sub(1).min(20);
-        let full = self
-            .base_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.max_delay);
-        let full_ms = u64::try_from(full.as_millis()).unwrap_or(u64::MAX);
-        let half = full_ms / 2;
-        Duration::from_millis(half + random % (full_ms - half + 1))
-    }
+/// The result of publishing one chunk, retries included.
+#[derive(Debug)]
+pub struct PublishReport {
+    /// Requests sent; `attempts - 1` of them were retries (0 when the chunk
+    /// could not even be encoded).
+    pub attempts: u32,
+    /// `Ok` once AppSync accepted the chunk, else the last attempt's error.
+    pub result: Result<(), PublishError>,
 }
 
 /// Publishes chunks to one AppSync GraphQL API. Build it once per process.
@@ -196,16 +167,15 @@ pub struct Publisher {
     http: reqwest::Client,
     url: reqwest::Url,
     region: String,
-    credentials: SharedCredentialsProvider,
-    cached: Mutex<Option<Credentials>>,
+    credentials: Arc<CredentialsCache>,
     retry: RetryPolicy,
 }
 
 impl Publisher {
     /// A publisher POSTing to `url` (the API's `/graphql` endpoint), signing for
-    /// `region` with credentials from `credentials` (cached until 5 minutes
-    /// before they expire), with the default [`RetryPolicy`] and a 10 s request
-    /// timeout.
+    /// `region` with credentials from `credentials` (shared with the cancel
+    /// listener), with the default [`RetryPolicy`], a 3 s connect timeout and a
+    /// 10 s request timeout.
     ///
     /// # Errors
     /// [`PublishError::Transport`] when the HTTP client cannot be built,
@@ -213,7 +183,7 @@ impl Publisher {
     pub fn new(
         url: &str,
         region: impl Into<String>,
-        credentials: SharedCredentialsProvider,
+        credentials: Arc<CredentialsCache>,
     ) -> Result<Self, PublishError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
@@ -231,7 +201,7 @@ impl Publisher {
         http: reqwest::Client,
         url: &str,
         region: impl Into<String>,
-        credentials: SharedCredentialsProvider,
+        credentials: Arc<CredentialsCache>,
     ) -> Result<Self, PublishError> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| PublishError::Signing(format!("invalid AppSync URL: {e}")))?;
@@ -240,7 +210,6 @@ impl Publisher {
             url,
             region: region.into(),
             credentials,
-            cached: Mutex::new(None),
             retry: RetryPolicy::default(),
         })
     }
@@ -256,12 +225,28 @@ impl Publisher {
         self.url.as_str()
     }
 
-    /// Publishes one chunk, retrying retryable failures per the [`RetryPolicy`].
+    /// Publishes one chunk, retrying retryable failures (HTTP 429 and 5xx,
+    /// throttling errors in a 200 body, timeouts, connection failures and
+    /// resets) per the [`RetryPolicy`]. Every attempt sends the same bytes, so
+    /// a repeat carries the same `(turnId, seq)`.
     ///
     /// # Errors
     /// The last attempt's [`PublishError`].
     pub async fn publish(&self, chunk: &ChunkInput) -> Result<(), PublishError> {
-        let body = encode(chunk)?;
+        self.publish_reporting(chunk).await.result
+    }
+
+    /// As [`Publisher::publish`], also reporting how many attempts it took.
+    pub async fn publish_reporting(&self, chunk: &ChunkInput) -> PublishReport {
+        let body = match encode(chunk) {
+            Ok(b) => b,
+            Err(e) => {
+                return PublishReport {
+                    attempts: 0,
+                    result: Err(e),
+                };
+            }
+        };
         let mut attempt = 1;
         loop {
             match self.publish_once(&body).await {
@@ -274,10 +259,13 @@ impl Publisher {
                         attempt,
                         "chunk published"
                     );
-                    return Ok(());
+                    return PublishReport {
+                        attempts: attempt,
+                        result: Ok(()),
+                    };
                 }
-                Err(error) if error.retryable() && attempt < self.retry.max_attempts => {
-                    let delay = self.retry.delay(attempt, random_u64());
+                Err(error) if error.retryable() && self.retry.may_retry(attempt) => {
+                    let delay = self.retry.delay(attempt, crate::retry::random_u64());
                     warn!(
                         turn_id = %chunk.turn_id,
                         seq = chunk.seq,
@@ -289,7 +277,12 @@ impl Publisher {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    return PublishReport {
+                        attempts: attempt,
+                        result: Err(error),
+                    };
+                }
             }
         }
     }
@@ -319,22 +312,10 @@ impl Publisher {
     }
 
     async fn credentials(&self) -> Result<Credentials, PublishError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref() {
-            let fresh = c
-                .expiry()
-                .is_none_or(|exp| exp > SystemTime::now() + CREDENTIALS_REFRESH_MARGIN);
-            if fresh {
-                return Ok(c.clone());
-            }
-        }
-        let c = self
-            .credentials
-            .provide_credentials()
+        self.credentials
+            .get()
             .await
-            .map_err(|e| PublishError::Credentials(e.to_string()))?;
-        *cached = Some(c.clone());
-        Ok(c)
+            .map_err(|e| PublishError::Credentials(e.0))
     }
 }
 
@@ -435,12 +416,6 @@ fn redact(error: PublishError, credentials: &Credentials) -> PublishError {
         },
         other => other,
     }
-}
-
-fn random_u64() -> u64 {
-    // Random bits from a v4 UUID: good enough for jitter, no extra dependency.
-    let bits = uuid::Uuid::new_v4().as_u128();
-    (bits as u64) ^ ((bits >> 64) as u64)
 }
 
 #[cfg(test)]
@@ -596,19 +571,5 @@ mod tests {
         let text = redact(err, &creds).to_string();
         assert!(!text.contains("SeSsIoN"), "{text}");
         assert!(text.contains("<redacted>"));
-    }
-
-    #[test]
-    fn backoff_grows_exponentially_with_jitter_and_a_cap() {
-        let p = RetryPolicy::default();
-        for random in [0, 7, u64::MAX] {
-            let d1 = p.delay(1, random).as_millis();
-            let d2 = p.delay(2, random).as_millis();
-            let d3 = p.delay(3, random).as_millis();
-            assert!((25..=50).contains(&d1), "{d1}");
-            assert!((50..=100).contains(&d2), "{d2}");
-            assert!((100..=200).contains(&d3), "{d3}");
-            assert!(p.delay(30, random) <= p.max_delay);
-        }
     }
 }

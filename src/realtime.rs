@@ -1,6 +1,8 @@
 //! An AppSync real-time client: subscribe over the WebSocket endpoint with the
 //! `graphql-ws` subprotocol. Place in the data path: AppSync -> **subscriber**
-//! (used by the terminal client, `devstack chat` and the tests).
+//! (used by the terminal client, `devstack chat` and the tests), and the
+//! resolver's own `onCancel` subscription (AppSync -> **cancel listener** ->
+//! turn).
 //!
 //! Protocol: <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>.
 //! The auth header object goes in a `header-<base64url>` subprotocol (as Amplify
@@ -30,7 +32,9 @@ pub enum RealtimeAuth {
     ApiKey(String),
     /// `AWS_IAM`: connect and every `start` are SigV4-signed.
     Iam {
+        /// The signing identity.
         credentials: aws_credential_types::Credentials,
+        /// The API's region, e.g. `us-east-1`.
         region: String,
     },
 }
@@ -48,6 +52,7 @@ pub enum HeaderTransport {
 /// Errors of the real-time client.
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
+    /// The WebSocket could not be opened (DNS, TCP, TLS, HTTP upgrade).
     #[error("could not connect: {0}")]
     Connect(String),
     /// A `connection_error`, with AppSync's `errors` array.
@@ -56,14 +61,34 @@ pub enum RealtimeError {
     /// An `error` for one subscription, with AppSync's `errors` array.
     #[error("the subscription was refused: {0}")]
     Subscription(Value),
+    /// No `ka` (or anything else) arrived within `connectionTimeoutMs`.
     #[error("no keep-alive within the connection timeout")]
     KeepAliveTimeout,
+    /// The connection is gone.
     #[error("the connection closed")]
     Closed,
+    /// An IAM header object could not be signed.
     #[error("could not sign: {0}")]
     Sign(#[from] SignError),
+    /// The real-time or GraphQL URL is unusable.
     #[error("invalid URL: {0}")]
     Url(String),
+    /// No `complete` came back for a `stop` in time.
+    #[error("no answer to stop in time")]
+    StopTimeout,
+}
+
+impl RealtimeError {
+    /// The `errorType` of the first error AppSync sent, for
+    /// [`RealtimeError::ConnectionRefused`] and [`RealtimeError::Subscription`].
+    pub fn error_type(&self) -> Option<&str> {
+        match self {
+            RealtimeError::ConnectionRefused(errors) | RealtimeError::Subscription(errors) => {
+                errors.pointer("/0/errorType").and_then(Value::as_str)
+            }
+            _ => None,
+        }
+    }
 }
 
 enum Event {
@@ -93,17 +118,26 @@ pub struct RealtimeClient {
     pub connection_timeout: Duration,
 }
 
-/// One active subscription; dropping it sends `stop`.
+/// One active subscription; dropping it sends `stop` (without waiting for
+/// the answer; [`Subscription::unsubscribe`] waits).
 pub struct Subscription {
     id: String,
     events: mpsc::UnboundedReceiver<Event>,
     commands: mpsc::UnboundedSender<Command>,
+    /// True once the server no longer holds the subscription (refused,
+    /// completed) or `stop` has been sent.
+    ended: bool,
 }
 
 impl RealtimeClient {
     /// Connects, sends `connection_init` and waits for `connection_ack`.
     /// `graphql_url` is the API's GraphQL URL: its host is the one every
     /// header object names, as AppSync requires.
+    ///
+    /// # Errors
+    /// [`RealtimeError::Connect`], [`RealtimeError::ConnectionRefused`] (with
+    /// AppSync's `errors`), [`RealtimeError::Closed`], [`RealtimeError::Sign`]
+    /// or [`RealtimeError::Url`].
     pub async fn connect(
         realtime_url: &str,
         graphql_url: &str,
@@ -180,20 +214,41 @@ impl RealtimeClient {
 
     /// Sends `start` and waits for `start_ack`: once this returns, every
     /// matching mutation is delivered (subscribe before you send the prompt).
+    /// The `start` is authorized with the connection's own auth.
+    ///
+    /// # Errors
+    /// [`RealtimeError::Subscription`] with AppSync's `errors`,
+    /// [`RealtimeError::Closed`], or [`RealtimeError::Sign`].
     pub async fn subscribe(
         &self,
         query: &str,
         variables: Value,
     ) -> Result<Subscription, RealtimeError> {
+        self.subscribe_with(query, variables, &self.auth).await
+    }
+
+    /// As [`RealtimeClient::subscribe`], authorizing the `start` with `auth`
+    /// (e.g. IAM credentials fresher than the ones the connection was opened
+    /// with). Cancel-safe: if the returned future is dropped before the
+    /// `start_ack`, a `stop` is sent.
+    ///
+    /// # Errors
+    /// As [`RealtimeClient::subscribe`].
+    pub async fn subscribe_with(
+        &self,
+        query: &str,
+        variables: Value,
+        auth: &RealtimeAuth,
+    ) -> Result<Subscription, RealtimeError> {
         let id = uuid::Uuid::new_v4().to_string();
         let data = json!({"query": query, "variables": variables}).to_string();
-        let authorization = header_object(&self.auth, &self.api_host, "/graphql", &data)?;
+        let authorization = header_object(auth, &self.api_host, "/graphql", &data)?;
         let message = json!({
             "id": id, "type": "start",
             "payload": {"data": data, "extensions": {"authorization": authorization}}
         })
         .to_string();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         self.commands
             .send(Command::Start {
                 id: id.clone(),
@@ -201,15 +256,33 @@ impl RealtimeClient {
                 events: events_tx,
             })
             .map_err(|_| RealtimeError::Closed)?;
-        match events.recv().await {
-            Some(Event::Ack) => Ok(Subscription {
-                id,
-                events,
-                commands: self.commands.clone(),
-            }),
-            Some(Event::Error(errors)) => Err(RealtimeError::Subscription(errors)),
-            _ => Err(RealtimeError::Closed),
+        // From here on dropping `subscription` sends `stop`.
+        let mut subscription = Subscription {
+            id,
+            events,
+            commands: self.commands.clone(),
+            ended: false,
+        };
+        match subscription.events.recv().await {
+            Some(Event::Ack) => Ok(subscription),
+            Some(Event::Error(errors)) => {
+                subscription.ended = true;
+                Err(RealtimeError::Subscription(errors))
+            }
+            Some(Event::Complete) | None => {
+                subscription.ended = true;
+                Err(RealtimeError::Closed)
+            }
+            Some(Event::Data(_)) => Err(RealtimeError::Subscription(
+                json!([{"errorType": "ProtocolError", "message": "data before start_ack"}]),
+            )),
         }
+    }
+
+    /// True once the connection has ended (closed by either side, or no
+    /// keep-alive within the connection timeout): reconnect to subscribe again.
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
     }
 }
 
@@ -218,13 +291,54 @@ impl Subscription {
     /// once the subscription completes or the connection closes.
     pub async fn next(&mut self) -> Option<Result<Value, RealtimeError>> {
         loop {
-            match self.events.recv().await? {
+            let Some(event) = self.events.recv().await else {
+                self.ended = true;
+                return None;
+            };
+            match event {
                 Event::Data(payload) => return Some(Ok(payload)),
                 Event::Error(errors) => return Some(Err(RealtimeError::Subscription(errors))),
-                Event::Complete => return None,
+                Event::Complete => {
+                    self.ended = true;
+                    return None;
+                }
                 Event::Ack => continue,
             }
         }
+    }
+
+    /// Sends `stop` and waits up to `wait` for AppSync's `complete`, so the
+    /// subscription is gone on the server before this returns (a Lambda
+    /// execution environment may be frozen right after the invocation).
+    ///
+    /// # Errors
+    /// [`RealtimeError::StopTimeout`] when no `complete` came in time;
+    /// [`RealtimeError::Closed`] never (a closed connection holds no subscriptions).
+    pub async fn unsubscribe(mut self, wait: Duration) -> Result<(), RealtimeError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        if self
+            .commands
+            .send(Command::Stop {
+                id: self.id.clone(),
+            })
+            .is_err()
+        {
+            return Ok(());
+        }
+        let completed = async {
+            loop {
+                match self.events.recv().await {
+                    Some(Event::Complete) | None => return,
+                    Some(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(wait, completed)
+            .await
+            .map_err(|_| RealtimeError::StopTimeout)
     }
 
     /// The subscription id sent in `start`.
@@ -235,9 +349,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Stop {
-            id: self.id.clone(),
-        });
+        if !self.ended {
+            let _ = self.commands.send(Command::Stop {
+                id: self.id.clone(),
+            });
+        }
     }
 }
 

@@ -1,32 +1,93 @@
 //! SigV4 request signing for AppSync, shared by the publisher (HTTP
-//! `publishChunk`) and the real-time client (IAM connect and `start`). Place in
-//! the data path: publisher -> **signature** -> AppSync.
+//! `publishChunk`) and the real-time client (IAM connect and `start`), and the
+//! credentials cache both sign with. Place in the data path: publisher ->
+//! **signature** -> AppSync.
 //!
 //! Follows <https://docs.aws.amazon.com/appsync/latest/devguide/security-authz.html#aws-iam-authorization>:
 //! service name `appsync`; the body that is signed must be the body that is sent.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
 
 /// Why a request could not be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
+    /// Region, service or time unusable for a signature.
     #[error("invalid signing parameters: {0}")]
     Params(String),
+    /// The URL or headers cannot be signed.
     #[error("the request cannot be signed: {0}")]
     Request(String),
+}
+
+/// The credentials provider could not supply credentials (its message, for logs).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("could not resolve AWS credentials: {0}")]
+pub struct CredentialsError(pub String);
+
+/// One process-wide cache in front of the SDK's credentials provider, shared
+/// by the publisher and the cancel listener so both sign with the same
+/// identity. Credentials are reused until [`CredentialsCache::REFRESH_MARGIN`]
+/// before they expire (Lambda's execution-role credentials:
+/// <https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html>).
+#[derive(Debug)]
+pub struct CredentialsCache {
+    provider: SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<Credentials>>,
+}
+
+impl CredentialsCache {
+    /// Credentials are refreshed this long before they expire.
+    pub const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+    /// A cache over `provider` (e.g. `SdkConfig::credentials_provider()`).
+    pub fn new(provider: SharedCredentialsProvider) -> Self {
+        Self {
+            provider,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Credentials that are valid for at least [`Self::REFRESH_MARGIN`] (or
+    /// have no expiry).
+    ///
+    /// # Errors
+    /// [`CredentialsError`] when the provider fails.
+    pub async fn get(&self) -> Result<Credentials, CredentialsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref() {
+            let fresh = c
+                .expiry()
+                .is_none_or(|exp| exp > SystemTime::now() + Self::REFRESH_MARGIN);
+            if fresh {
+                return Ok(c.clone());
+            }
+        }
+        let c = self
+            .provider
+            .provide_credentials()
+            .await
+            .map_err(|e| CredentialsError(e.to_string()))?;
+        *cached = Some(c.clone());
+        Ok(c)
+    }
 }
 
 /// Signs `POST url` with `headers` and `body`; returns the headers to add
 /// (`x-amz-date`, `x-amz-security-token` when the credentials have a session
 /// token, `authorization`), lower-case names.
+///
+/// # Errors
+/// [`SignError`] when the parameters or the request cannot be signed.
 pub fn sign_headers(
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-    credentials: &aws_credential_types::Credentials,
+    credentials: &Credentials,
     region: &str,
     service: &str,
     time: SystemTime,
@@ -55,4 +116,54 @@ pub fn sign_headers(
         .headers()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::provider::future;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[derive(Debug)]
+    struct Counting {
+        calls: std::sync::Arc<AtomicU32>,
+        expiry: Option<SystemTime>,
+    }
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                "AKID",
+                "SECRET",
+                None,
+                self.expiry,
+                "test",
+            )))
+        }
+    }
+
+    #[tokio::test]
+    async fn fresh_credentials_are_reused_and_expiring_ones_refreshed() {
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let cache = CredentialsCache::new(SharedCredentialsProvider::new(Counting {
+            calls: calls.clone(),
+            expiry: None,
+        }));
+        cache.get().await.expect("credentials");
+        cache.get().await.expect("credentials");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = std::sync::Arc::new(AtomicU32::new(0));
+        let cache = CredentialsCache::new(SharedCredentialsProvider::new(Counting {
+            calls: calls.clone(),
+            expiry: Some(SystemTime::now() + Duration::from_secs(60)),
+        }));
+        cache.get().await.expect("credentials");
+        cache.get().await.expect("credentials");
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "expires within the margin");
+    }
 }
