@@ -44,6 +44,11 @@ pub struct LambdaConfig {
     pub timeout: Duration,
     /// Environment variables of the function, on top of Lambda's own.
     pub environment: Vec<(String, String)>,
+    /// Retries of an asynchronous invocation whose function returned an error
+    /// (the async invoke config's `MaximumRetryAttempts`; Lambda's default is 2).
+    pub max_retry_attempts: u32,
+    /// Wait before each retry (Lambda waits about a minute, then two).
+    pub retry_delay: Duration,
 }
 
 /// How an invocation ended.
@@ -60,7 +65,16 @@ type Reply = oneshot::Sender<Result<Value, Value>>;
 struct Invocation {
     request_id: String,
     payload: Value,
-    reply: Option<oneshot::Sender<Result<Value, Value>>>,
+    reply: Option<Reply>,
+    /// 0 for the first delivery, then 1, 2, ... for retries.
+    attempt: u32,
+}
+
+/// An invocation a worker has taken and not yet answered.
+struct InFlight {
+    reply: Option<Reply>,
+    payload: Value,
+    attempt: u32,
 }
 
 /// The Lambda service with one function.
@@ -73,9 +87,13 @@ struct Inner {
     config: LambdaConfig,
     queue: mpsc::UnboundedSender<Invocation>,
     next: Mutex<mpsc::UnboundedReceiver<Invocation>>,
-    in_flight: Mutex<HashMap<String, Option<Reply>>>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    /// Extra copies of each asynchronous event to deliver (Lambda delivers at least once).
+    duplicates: std::sync::atomic::AtomicUsize,
     outcomes: broadcast::Sender<InvocationOutcome>,
     children: Mutex<Vec<Child>>,
+    /// When the workers were spawned, and when the first `next` arrived.
+    init: std::sync::Mutex<(Option<std::time::Instant>, Option<std::time::Instant>)>,
 }
 
 impl LambdaService {
@@ -90,6 +108,8 @@ impl LambdaService {
                 in_flight: Mutex::new(HashMap::new()),
                 outcomes,
                 children: Mutex::new(Vec::new()),
+                init: std::sync::Mutex::new((None, None)),
+                duplicates: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -97,14 +117,37 @@ impl LambdaService {
     /// `Invoke` with `InvocationType: Event`: queued, answered at once with the request id.
     pub fn invoke_async(&self, payload: Value) -> String {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let invocation = Invocation {
-            request_id: request_id.clone(),
-            payload,
-            reply: None,
-        };
+        let copies = self
+            .inner
+            .duplicates
+            .load(std::sync::atomic::Ordering::Relaxed);
+        for copy in 0..=copies {
+            let id = if copy == 0 {
+                request_id.clone()
+            } else {
+                uuid::Uuid::new_v4().to_string()
+            };
+            self.enqueue(Invocation {
+                request_id: id,
+                payload: payload.clone(),
+                reply: None,
+                attempt: 0,
+            });
+        }
+        request_id
+    }
+
+    /// Delivers every later asynchronous event `extra + 1` times, as Lambda's
+    /// at-least-once delivery occasionally does (fault injection).
+    pub fn set_duplicate_delivery(&self, extra: usize) {
+        self.inner
+            .duplicates
+            .store(extra, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn enqueue(&self, invocation: Invocation) {
         // The receiver lives as long as the service.
         let _ = self.inner.queue.send(invocation);
-        request_id
     }
 
     /// `Invoke` with `InvocationType: RequestResponse`: waits for the function's answer.
@@ -114,8 +157,9 @@ impl LambdaService {
             request_id: uuid::Uuid::new_v4().to_string(),
             payload,
             reply: Some(tx),
+            attempt: 0,
         };
-        let _ = self.inner.queue.send(invocation);
+        self.enqueue(invocation);
         rx.await.unwrap_or_else(|_| {
             Err(json!({"errorType": "ServiceException", "errorMessage": "the invocation was lost"}))
         })
@@ -131,6 +175,9 @@ impl LambdaService {
     pub async fn start_workers(&self, runtime_api: &str) -> std::io::Result<()> {
         let config = &self.inner.config;
         let mut children = self.inner.children.lock().await;
+        if let Ok(mut init) = self.inner.init.lock() {
+            *init = (Some(std::time::Instant::now()), None);
+        }
         for n in 0..config.workers {
             let mut command = Command::new(&config.command.program);
             command
@@ -146,6 +193,24 @@ impl LambdaService {
             children.push(child);
         }
         Ok(())
+    }
+
+    /// The process ids of the workers.
+    pub async fn worker_pids(&self) -> Vec<u32> {
+        self.inner
+            .children
+            .lock()
+            .await
+            .iter()
+            .filter_map(Child::id)
+            .collect()
+    }
+
+    /// Cold start: from spawning the workers to the first `invocation/next`
+    /// (the init phase of the first worker to be ready).
+    pub fn init_duration(&self) -> Option<Duration> {
+        let init = self.inner.init.lock().ok()?;
+        Some(init.1?.duration_since(init.0?))
     }
 
     /// Stops the worker processes.
@@ -174,17 +239,43 @@ impl LambdaService {
     }
 
     async fn finish(&self, request_id: &str, result: Result<Value, Value>) -> bool {
-        let Some(reply) = self.inner.in_flight.lock().await.remove(request_id) else {
+        let Some(done) = self.inner.in_flight.lock().await.remove(request_id) else {
             return false;
         };
-        if let Some(reply) = reply {
-            let _ = reply.send(result.clone());
+        match done.reply {
+            Some(reply) => {
+                let _ = reply.send(result.clone());
+            }
+            None if result.is_err() && done.attempt < self.inner.config.max_retry_attempts => {
+                self.retry_later(request_id, done.payload, done.attempt + 1);
+            }
+            None => {}
         }
         let _ = self.inner.outcomes.send(InvocationOutcome {
             request_id: request_id.to_owned(),
             result,
         });
         true
+    }
+}
+
+impl LambdaService {
+    /// Requeues a failed asynchronous event with the same request id, as
+    /// Lambda's retries do.
+    fn retry_later(&self, request_id: &str, payload: Value, attempt: u32) {
+        let service = self.clone();
+        let request_id = request_id.to_owned();
+        let delay = self.inner.config.retry_delay * attempt;
+        tracing::info!(target: "lambda", %request_id, attempt, "retrying the asynchronous invocation");
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            service.enqueue(Invocation {
+                request_id,
+                payload,
+                reply: None,
+                attempt,
+            });
+        });
     }
 }
 
@@ -227,6 +318,9 @@ fn forward_logs(child: &mut Child, worker: usize) {
 }
 
 async fn next_invocation(State(service): State<LambdaService>) -> Response {
+    if let Ok(mut init) = service.inner.init.lock() {
+        init.1.get_or_insert_with(std::time::Instant::now);
+    }
     let invocation = {
         let mut next = service.inner.next.lock().await;
         next.recv().await
@@ -240,12 +334,17 @@ async fn next_invocation(State(service): State<LambdaService>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
+    let in_flight = InFlight {
+        reply: invocation.reply,
+        payload: invocation.payload.clone(),
+        attempt: invocation.attempt,
+    };
     service
         .inner
         .in_flight
         .lock()
         .await
-        .insert(invocation.request_id.clone(), invocation.reply);
+        .insert(invocation.request_id.clone(), in_flight);
     let arn = format!(
         "arn:aws:lambda:us-east-1:000000000000:function:{}",
         service.inner.config.function_name

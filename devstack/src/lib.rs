@@ -10,6 +10,7 @@
 
 pub mod appsync;
 pub mod bedrock;
+pub mod bench;
 pub mod cli;
 pub mod cognito;
 pub mod lambda;
@@ -76,6 +77,11 @@ pub struct StackConfig {
     pub appsync: AppSyncConfig,
     /// Extra environment for the function (e.g. `RUST_LOG`).
     pub function_environment: Vec<(String, String)>,
+    /// The model ids `sendPrompt` accepts.
+    pub allowed_models: Vec<String>,
+    /// Lambda's retries of a failed asynchronous invocation, and the wait before each.
+    pub max_retry_attempts: u32,
+    pub retry_delay: Duration,
 }
 
 impl StackConfig {
@@ -91,6 +97,9 @@ impl StackConfig {
             bedrock: BedrockConfig::default(),
             appsync: AppSyncConfig::default(),
             function_environment: Vec::new(),
+            allowed_models: vec!["smollm2".into(), "scripted".into()],
+            max_retry_attempts: 2,
+            retry_delay: Duration::from_secs(1),
         }
     }
 }
@@ -129,6 +138,8 @@ impl Stack {
                 &config.default_model,
                 config.function_environment,
             ),
+            max_retry_attempts: config.max_retry_attempts,
+            retry_delay: config.retry_delay,
         });
         let bedrock = BedrockState::new(config.bedrock);
         let schema = Schema::parse(SCHEMA)?;
@@ -140,6 +151,7 @@ impl Stack {
         };
         let resolvers = Box::new(BuiltinResolvers {
             lambda: lambda.clone(),
+            allowed_models: config.allowed_models,
         });
         let appsync = Arc::new(AppSync::new(schema, auth, resolvers, config.appsync));
         let bedrock_routes = bedrock::router(bedrock.clone()).layer(
@@ -229,6 +241,7 @@ fn function_environment(
         ("AWS_SECRET_ACCESS_KEY", DEV_SECRET_ACCESS_KEY.to_owned()),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
         ("RUST_LOG", "info".to_owned()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

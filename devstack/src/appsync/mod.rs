@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod execute;
+pub mod faults;
 pub mod filter;
 pub mod operation;
 pub mod pubsub;
@@ -24,8 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use auth::{AuthError, Authenticator, Caller};
+use auth::{AuthError, AuthMode, Authenticator, Caller};
 use execute::Completer;
+use faults::PublishFault;
 use operation::{GraphQLRequest, OperationKind, prepare};
 use pubsub::PubSub;
 use resolvers::Resolvers;
@@ -59,6 +61,10 @@ pub struct AppSync {
     pub resolvers: Box<dyn Resolvers>,
     pub pubsub: PubSub,
     pub config: AppSyncConfig,
+    /// Faults injected into publishes (tests, `devstack up --publish-*`).
+    pub publish_faults: faults::PublishFaults,
+    /// Mutations and bytes received from publishers.
+    pub publish_stats: faults::PublishStats,
     next_connection: AtomicU64,
 }
 
@@ -75,6 +81,8 @@ impl AppSync {
             resolvers,
             pubsub: PubSub::default(),
             config,
+            publish_faults: faults::PublishFaults::default(),
+            publish_stats: faults::PublishStats::default(),
             next_connection: AtomicU64::new(1),
         }
     }
@@ -153,6 +161,33 @@ async fn graphql(
     if prepared.kind == OperationKind::Subscription {
         return bad_request("Subscriptions are only supported through the realtime endpoint.");
     }
+    if caller.mode == AuthMode::Iam && prepared.kind == OperationKind::Mutation {
+        appsync.publish_stats.record(body.len());
+        return publish(&appsync, &prepared, &caller).await;
+    }
     let outcome = execute::execute(&appsync, &prepared, &caller).await;
+    axum::Json(outcome.to_json()).into_response()
+}
+
+/// A publisher's mutation, through whatever faults are injected.
+async fn publish(appsync: &AppSync, prepared: &operation::Prepared, caller: &Caller) -> Response {
+    let half_trip = appsync.publish_faults.round_trip() / 2;
+    tokio::time::sleep(half_trip).await;
+    let fault = appsync.publish_faults.take();
+    if let Some(PublishFault::Status(status)) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, axum::Json(PublishFault::body(status.as_u16()))).into_response();
+    }
+    let outcome = execute::execute(appsync, prepared, caller).await;
+    tokio::time::sleep(half_trip).await;
+    if fault == Some(PublishFault::DropAfterExecute) {
+        let broken = futures_util::stream::once(async {
+            Err::<Bytes, std::io::Error>(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "dropped",
+            ))
+        });
+        return Response::new(axum::body::Body::from_stream(broken));
+    }
     axum::Json(outcome.to_json()).into_response()
 }

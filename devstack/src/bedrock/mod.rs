@@ -27,6 +27,7 @@ pub mod stream;
 pub mod weights;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -66,6 +67,10 @@ pub struct BedrockConfig {
     pub seed: u64,
     /// A fault injected into every request from the start (see [`Fault`]).
     pub fault: Option<Fault>,
+    /// `scripted`: pauses drawn from this range instead of the rate (seeded with `seed`).
+    pub scripted_gaps: Option<(std::time::Duration, std::time::Duration)>,
+    /// `scripted`: repeat the passage up to `maxTokens`.
+    pub scripted_repeat: bool,
 }
 
 impl Default for BedrockConfig {
@@ -75,6 +80,8 @@ impl Default for BedrockConfig {
             cache_dir: None,
             seed: 299_792_458,
             fault: None,
+            scripted_gaps: None,
+            scripted_repeat: false,
         }
     }
 }
@@ -143,7 +150,7 @@ impl IntoResponse for BedrockError {
             HeaderValue::from_static("application/json"),
         );
         if let Ok(value) = HeaderValue::from_str(&format!("{}{ERROR_TYPE_SUFFIX}", self.code())) {
-            headers.insert("x-amzn-ErrorType", value);
+            headers.insert("x-amzn-errortype", value);
         }
         response
     }
@@ -154,6 +161,8 @@ struct Inner {
     smollm2: SmolLm2Slot,
     active: ActiveCounter,
     fault: Mutex<Option<Fault>>,
+    requests: AtomicU64,
+    emissions: scripted::Emissions,
 }
 
 /// Shared state of the Bedrock stand-in: configuration, the lazily loaded
@@ -181,9 +190,21 @@ impl BedrockState {
                 smollm2: SmolLm2Slot::new(config.cache_dir.clone()),
                 active: ActiveCounter::default(),
                 fault,
+                requests: AtomicU64::new(0),
+                emissions: scripted::Emissions::default(),
                 config,
             }),
         }
+    }
+
+    /// When each delta of the latest `scripted` answer left the model, with the
+    /// answer's length in bytes after it.
+    pub fn last_emissions(&self) -> Vec<scripted::Emission> {
+        self.inner
+            .emissions
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// The configuration this state was built with.
@@ -215,6 +236,12 @@ impl BedrockState {
         self.inner.active.get()
     }
 
+    /// ConverseStream requests received so far, refused ones included (e.g. to
+    /// see that the SDK retried a throttled call).
+    pub fn requests_served(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
     /// Sets (or clears) the fault injected into every following request.
     pub fn set_fault(&self, fault: Option<Fault>) {
         *self.inner.fault.lock().unwrap_or_else(|p| p.into_inner()) = fault;
@@ -240,11 +267,21 @@ impl BedrockState {
         let guard = self.inner.active.enter();
         match ModelId::parse(model_id) {
             None => Err(BedrockError::ModelNotFound(model_id.to_owned())),
-            Some(ModelId::Scripted) => Ok(scripted::start(
-                request,
-                self.inner.config.scripted_tokens_per_second,
-                guard,
-            )),
+            Some(ModelId::Scripted) => {
+                let config = &self.inner.config;
+                let options = scripted::ScriptedOptions {
+                    tokens_per_second: config.scripted_tokens_per_second,
+                    gaps: config.scripted_gaps,
+                    repeat: config.scripted_repeat,
+                    seed: config.seed,
+                };
+                Ok(scripted::start(
+                    request,
+                    &options,
+                    self.inner.emissions.clone(),
+                    guard,
+                ))
+            }
             Some(ModelId::SmolLm2) => {
                 smollm2::start(&self.inner.smollm2, request, self.inner.config.seed, guard)
                     .await
@@ -311,6 +348,7 @@ async fn converse_stream(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
+    state.inner.requests.fetch_add(1, Ordering::Relaxed);
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut response = match state.converse_stream(&model_id, &body, started).await {
         Ok(response) => response,
@@ -320,7 +358,7 @@ async fn converse_stream(
         }
     };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-RequestId", value);
+        response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
 }
@@ -587,10 +625,20 @@ mod tests {
             2
         );
 
+        state.set_fault(Some(Fault::Truncate { after_deltas: 1 }));
+        let resp = post(addr, "/model/scripted/converse-stream", &body_for("hi", 50)).await;
+        assert_eq!(resp.status, 200);
+        let mut decoder = MessageFrameDecoder::new();
+        let mut buf = BytesMut::from(&resp.body[..]);
+        let complete = decode_frames(&mut decoder, &mut buf).expect("decode");
+        assert_eq!(complete.len(), 2, "messageStart and one delta");
+        assert!(!buf.is_empty(), "the body ends inside a frame");
+
         state.set_fault(None);
         let resp = post(addr, "/model/scripted/converse-stream", &body_for("hi", 5)).await;
         assert_eq!(resp.status, 200);
         assert_eq!(text_of(&frames_of(&resp)), scripted_answer("hi", Some(5)).0);
+        assert_eq!(state.requests_served(), 4);
     }
 
     fn frames_of(resp: &HttpResponse) -> Vec<(String, String, Value)> {

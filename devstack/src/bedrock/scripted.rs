@@ -40,7 +40,7 @@ pub const ECHO_CHARS: usize = 80;
 /// text. With `max_tokens` below the answer's length the text is cut after that
 /// many words (and the stream's stop reason is `max_tokens`).
 pub fn scripted_answer(prompt: &str, max_tokens: Option<u32>) -> (String, u32) {
-    let (deltas, _) = plan(prompt, max_tokens);
+    let (deltas, _) = plan(&full_text(prompt), max_tokens);
     let tokens = deltas.iter().map(|(_, n)| *n).sum();
     let text = deltas.into_iter().map(|(t, _)| t).collect();
     (text, tokens)
@@ -51,6 +51,42 @@ fn full_text(prompt: &str) -> String {
     let collapsed = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
     let echo: String = collapsed.chars().take(ECHO_CHARS).collect();
     format!("You asked: \"{}\". {PASSAGE}", echo.trim_end())
+}
+
+/// How the `scripted` model paces and sizes its answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedOptions {
+    /// Words (tokens) per second; 0 or less: as fast as the client reads.
+    pub tokens_per_second: f64,
+    /// When set, the pause before each delta is drawn uniformly from this range
+    /// instead (the shape of a recorded Claude stream: 20 to 50 ms), seeded.
+    pub gaps: Option<(Duration, Duration)>,
+    /// Repeat the passage until `maxTokens`, for answers of a chosen length.
+    pub repeat: bool,
+    pub seed: u64,
+}
+
+/// One delta as it left the model: when, the answer's length in bytes after
+/// it, and its tokens (for `devstack bench`: receive time minus emit time).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Emission {
+    pub at: std::time::Instant,
+    pub end_bytes: usize,
+    pub tokens: u32,
+}
+
+/// The emissions of the latest `scripted` answer.
+pub type Emissions = std::sync::Arc<std::sync::Mutex<Vec<Emission>>>;
+
+/// The answer text, with the passage repeated up to `max_tokens` words when asked.
+fn answer_text(prompt: &str, max_tokens: Option<u32>, repeat: bool) -> String {
+    let mut text = full_text(prompt);
+    let wanted = max_tokens.map_or(0, |m| m as usize);
+    while repeat && words(&text).len() < wanted {
+        text.push_str("\n\n");
+        text.push_str(PASSAGE);
+    }
+    text
 }
 
 /// Splits text into words, each with the whitespace that precedes it.
@@ -76,9 +112,8 @@ fn words(text: &str) -> Vec<&str> {
 }
 
 /// The deltas (text, words) for `prompt`, and the stop reason.
-fn plan(prompt: &str, max_tokens: Option<u32>) -> (Vec<(String, u32)>, StopReason) {
-    let text = full_text(prompt);
-    let all = words(&text);
+fn plan(text: &str, max_tokens: Option<u32>) -> (Vec<(String, u32)>, StopReason) {
+    let all = words(text);
     let limit = max_tokens.map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
     let (kept, stop) = if all.len() > limit {
         (&all[..limit], StopReason::MaxTokens)
@@ -106,30 +141,55 @@ fn plan(prompt: &str, max_tokens: Option<u32>) -> (Vec<(String, u32)>, StopReaso
 /// reads. The task ends as soon as the receiver is dropped, even mid-pause.
 pub(crate) fn start(
     request: &GenerationRequest,
-    tokens_per_second: f64,
+    options: &ScriptedOptions,
+    emissions: Emissions,
     guard: ActiveGuard,
 ) -> Generation {
+    use rand::{Rng, SeedableRng};
+    let tokens_per_second = options.tokens_per_second;
+    let gaps = options.gaps;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     let input_tokens = request
         .system
         .iter()
         .map(|s| word_count(s))
         .chain(request.messages.iter().map(|m| word_count(&m.text)))
         .fold(0u32, u32::saturating_add);
-    let (deltas, stop) = plan(request.last_user_text(), request.max_tokens);
+    let text = answer_text(request.last_user_text(), request.max_tokens, options.repeat);
+    let (deltas, stop) = plan(&text, request.max_tokens);
+    if let Ok(mut log) = emissions.lock() {
+        log.clear();
+    }
     let (tx, rx) = mpsc::channel(EVENT_BUFFER);
     tokio::spawn(async move {
         let _guard = guard;
         let mut due = Instant::now();
         let mut output_tokens = 0u32;
+        let mut emitted_bytes = 0;
         for (text, tokens) in deltas {
-            if tokens_per_second > 0.0 {
-                due += Duration::from_secs_f64(f64::from(tokens) / tokens_per_second);
+            let pause = match gaps {
+                Some((low, high)) => Some(rng.gen_range(low..=high)),
+                None if tokens_per_second > 0.0 => Some(Duration::from_secs_f64(
+                    f64::from(tokens) / tokens_per_second,
+                )),
+                None => None,
+            };
+            if let Some(pause) = pause {
+                due += pause;
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
                     _ = tx.closed() => return,
                 }
             }
             output_tokens += tokens;
+            emitted_bytes += text.len();
+            if let Ok(mut log) = emissions.lock() {
+                log.push(Emission {
+                    at: std::time::Instant::now(),
+                    end_bytes: emitted_bytes,
+                    tokens,
+                });
+            }
             if tx.send(ModelEvent::Delta { text, tokens }).await.is_err() {
                 return;
             }
@@ -151,6 +211,49 @@ pub(crate) fn start(
 mod tests {
     use super::super::model::{ActiveCounter, ChatMessage, Role};
     use super::*;
+
+    fn paced(tokens_per_second: f64) -> ScriptedOptions {
+        ScriptedOptions {
+            tokens_per_second,
+            gaps: None,
+            repeat: false,
+            seed: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_gaps_and_repetition_give_a_long_logged_answer() {
+        let counter = ActiveCounter::default();
+        let options = ScriptedOptions {
+            tokens_per_second: 0.0,
+            gaps: Some((Duration::from_millis(1), Duration::from_millis(2))),
+            repeat: true,
+            seed: 7,
+        };
+        let log = Emissions::default();
+        let generation = start(
+            &request("hi", Some(500)),
+            &options,
+            log.clone(),
+            counter.enter(),
+        );
+        let (text, sizes, _) = collect(generation).await;
+        assert_eq!(sizes.iter().sum::<u32>(), 500);
+        let log = log.lock().expect("log").clone();
+        assert_eq!(log.len(), sizes.len());
+        assert_eq!(log.last().map(|e| e.end_bytes), Some(text.len()));
+        // The pauses keep a schedule: a late wake-up is caught up, so only
+        // the whole span is bounded by the shortest gap.
+        let span = log
+            .last()
+            .map(|e| e.at)
+            .zip(log.first().map(|e| e.at))
+            .map(|(l, f)| l - f);
+        assert!(
+            span >= Some(Duration::from_millis(1) * (log.len() as u32 - 1)),
+            "{span:?}"
+        );
+    }
 
     fn request(prompt: &str, max_tokens: Option<u32>) -> GenerationRequest {
         GenerationRequest {
@@ -208,15 +311,23 @@ mod tests {
         assert_eq!(tokens, 10);
         assert_eq!(word_count(&cut), 10);
         assert!(full.starts_with(&cut));
-        assert_eq!(plan("hi", Some(10)).1, StopReason::MaxTokens);
-        assert_eq!(plan("hi", Some(full_tokens)).1, StopReason::EndTurn);
+        assert_eq!(plan(&full_text("hi"), Some(10)).1, StopReason::MaxTokens);
+        assert_eq!(
+            plan(&full_text("hi"), Some(full_tokens)).1,
+            StopReason::EndTurn
+        );
     }
 
     #[tokio::test]
     async fn deltas_concatenate_to_the_answer() {
         let counter = ActiveCounter::default();
         let prompt = "Tell me about streaming, please.";
-        let generation = start(&request(prompt, None), 0.0, counter.enter());
+        let generation = start(
+            &request(prompt, None),
+            &paced(0.0),
+            Emissions::default(),
+            counter.enter(),
+        );
         assert_eq!(generation.input_tokens, 2 + 5);
         let (text, sizes, done) = collect(generation).await;
         let (expected, tokens) = scripted_answer(prompt, None);
@@ -235,7 +346,12 @@ mod tests {
     #[tokio::test]
     async fn deltas_respect_max_tokens() {
         let counter = ActiveCounter::default();
-        let generation = start(&request("hi", Some(17)), 0.0, counter.enter());
+        let generation = start(
+            &request("hi", Some(17)),
+            &paced(0.0),
+            Emissions::default(),
+            counter.enter(),
+        );
         let (text, sizes, done) = collect(generation).await;
         assert_eq!(text, scripted_answer("hi", Some(17)).0);
         assert_eq!(sizes.iter().sum::<u32>(), 17);
@@ -252,7 +368,12 @@ mod tests {
     async fn pacing_follows_the_rate() {
         let counter = ActiveCounter::default();
         let started = std::time::Instant::now();
-        let generation = start(&request("hi", Some(20)), 200.0, counter.enter());
+        let generation = start(
+            &request("hi", Some(20)),
+            &paced(200.0),
+            Emissions::default(),
+            counter.enter(),
+        );
         let _ = collect(generation).await;
         let elapsed = started.elapsed();
         // 20 words at 200 words/s = 100 ms.
@@ -263,7 +384,12 @@ mod tests {
     #[tokio::test]
     async fn dropping_the_receiver_stops_the_task() {
         let counter = ActiveCounter::default();
-        let mut generation = start(&request("hi", None), 5.0, counter.enter());
+        let mut generation = start(
+            &request("hi", None),
+            &paced(5.0),
+            Emissions::default(),
+            counter.enter(),
+        );
         assert_eq!(counter.get(), 1);
         let first = generation.events.recv().await;
         assert!(matches!(first, Some(ModelEvent::Delta { .. })));

@@ -15,13 +15,16 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::Stream;
 
 use super::eventstream::{FrameError, StreamEvent, StreamException};
 use super::model::{Generation, ModelEvent, StopReason};
+
+/// Pause before an aborting `Err` item, so earlier frames reach the client.
+const ABORT_FLUSH_DELAY: Duration = Duration::from_millis(50);
 
 /// A fault to inject into ConverseStream responses (for testing the resolver's
 /// error handling). Set with [`super::BedrockState::set_fault`] or
@@ -47,9 +50,23 @@ pub enum Fault {
         /// Its `message`.
         message: String,
     },
-    /// Stream `after_deltas` deltas, then abort the connection mid-body (the
-    /// SDK reports a response error: unexpected end of stream).
+    /// Stream `after_deltas` deltas, then the first half of the next frame,
+    /// then end the body cleanly: the event stream stops mid-frame (the SDK's
+    /// `recv()` fails with `SdkError::ResponseError`, unexpected end of stream).
     Truncate {
+        /// Deltas sent before the cut.
+        after_deltas: u32,
+    },
+    /// Stream `after_deltas` deltas, then nothing more, with the connection
+    /// held open: a model that hangs. The client's own deadline must end it.
+    Stall {
+        /// Deltas sent before the stall.
+        after_deltas: u32,
+    },
+    /// Stream `after_deltas` deltas, then abort the connection without ending
+    /// the chunked body (a network failure; the SDK's `recv()` fails with
+    /// `SdkError::DispatchFailure`, an I/O error from hyper).
+    Disconnect {
         /// Deltas sent before the cut.
         after_deltas: u32,
     },
@@ -109,6 +126,8 @@ struct Body {
     deltas_sent: u32,
     stops: StopFilter,
     fault: Option<Fault>,
+    /// A `Stall` fault fired: send nothing more, keep the connection open.
+    stalled: bool,
 }
 
 fn frame_io(result: Result<Bytes, FrameError>) -> io::Result<Bytes> {
@@ -135,8 +154,20 @@ impl Body {
                 return;
             }
             Some(Fault::Truncate { after_deltas }) if self.deltas_sent >= *after_deltas => {
+                let frame = StreamEvent::ContentBlockDelta { index: 0, text }.encode();
+                self.pending
+                    .push_back(frame_io(frame).map(|f| f.slice(..f.len() / 2)));
+                self.events = None;
+                return;
+            }
+            Some(Fault::Stall { after_deltas }) if self.deltas_sent >= *after_deltas => {
+                self.stalled = true;
+                self.events = None;
+                return;
+            }
+            Some(Fault::Disconnect { after_deltas }) if self.deltas_sent >= *after_deltas => {
                 self.pending.push_back(Err(io::Error::other(
-                    "devstack fault injection: truncated ConverseStream body",
+                    "devstack fault injection: connection cut mid-stream",
                 )));
                 self.events = None;
                 return;
@@ -199,8 +230,8 @@ impl Body {
 /// The response body for a started generation: a stream of encoded frames.
 ///
 /// `started` is when the request arrived (for `latencyMs`). A frame that
-/// cannot be encoded, or a `Truncate` fault, yields an `Err`, which makes the
-/// server abort the connection.
+/// cannot be encoded, or a `Disconnect` fault, yields an `Err`, which makes
+/// the server abort the connection.
 pub(crate) fn body(
     generation: Generation,
     started: Instant,
@@ -219,15 +250,23 @@ pub(crate) fn body(
             held: String::new(),
         },
         fault: fault.filter(|f| !matches!(f, Fault::Reject { .. })),
+        stalled: false,
     };
     state.push_event(StreamEvent::MessageStart);
     futures_util::stream::unfold(state, |mut state| async move {
         loop {
             if let Some(item) = state.pending.pop_front() {
+                if item.is_err() {
+                    // Let the server flush the frames already written, so the
+                    // client sees them before the connection is cut.
+                    tokio::time::sleep(ABORT_FLUSH_DELAY).await;
+                }
                 return Some((item, state));
             }
             let event = match state.events.as_mut() {
                 Some(rx) => rx.recv().await,
+                // Hung until the client gives up and the body is dropped.
+                None if state.stalled => std::future::pending().await,
                 None => return None,
             };
             state.on_event(event);
@@ -268,12 +307,60 @@ mod tests {
         assert_eq!(f.push("s"), ("és".into(), false));
     }
 
+    #[tokio::test]
+    async fn a_stall_keeps_the_body_open_after_the_given_deltas() {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        for word in ["a", " b", " c"] {
+            tx.send(ModelEvent::Delta {
+                text: word.into(),
+                tokens: 1,
+            })
+            .await
+            .expect("send");
+        }
+        let generation = Generation {
+            input_tokens: 1,
+            events: rx,
+        };
+        let fault = Some(Fault::Stall { after_deltas: 2 });
+        let mut stream = Box::pin(body(generation, Instant::now(), Vec::new(), fault));
+        for _ in 0..3 {
+            // messageStart and two deltas
+            let frame = tokio::time::timeout(Duration::from_secs(1), stream.next()).await;
+            assert!(matches!(frame, Ok(Some(Ok(_)))));
+        }
+        let hung = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
+        assert!(
+            hung.is_err(),
+            "nothing after the stall, and no end of stream"
+        );
+    }
+
     /// Runs a fake model's events through the body and decodes the frames.
     async fn run(
         events: Vec<ModelEvent>,
         stops: &[&str],
         fault: Option<Fault>,
     ) -> Vec<(String, Value)> {
+        let (frames, leftover) = run_inner(events, stops, fault).await;
+        assert_eq!(leftover, 0, "no partial frame");
+        frames
+    }
+
+    async fn run_raw(
+        events: Vec<ModelEvent>,
+        fault: Option<Fault>,
+    ) -> (Vec<(String, Value)>, usize) {
+        run_inner(events, &[], fault).await
+    }
+
+    /// The decoded frames (and `<abort>` for an error item), plus the bytes
+    /// left over after the last complete frame.
+    async fn run_inner(
+        events: Vec<ModelEvent>,
+        stops: &[&str],
+        fault: Option<Fault>,
+    ) -> (Vec<(String, Value)>, usize) {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         for e in events {
             tx.send(e).await.expect("send");
@@ -300,7 +387,7 @@ mod tests {
         }
         let mut decoder = MessageFrameDecoder::new();
         let mut frames = decode_frames(&mut decoder, &mut buf).expect("decode");
-        assert!(buf.is_empty());
+        let leftover = buf.len();
         let aborted = !out.is_empty();
         out.clear();
         for m in frames.drain(..) {
@@ -313,7 +400,7 @@ mod tests {
         if aborted {
             out.push(("<abort>".to_string(), Value::Null));
         }
-        out
+        (out, leftover)
     }
 
     fn delta(text: &str) -> ModelEvent {
@@ -449,10 +536,16 @@ mod tests {
                 "throttlingException"
             ]
         );
-        let frames = run(events(), &[], Some(Fault::Truncate { after_deltas: 1 })).await;
+        let frames = run(events(), &[], Some(Fault::Disconnect { after_deltas: 1 })).await;
         assert_eq!(
             names(&frames),
             ["messageStart", "contentBlockDelta", "<abort>"]
         );
+        let (frames, leftover) = run_raw(events(), Some(Fault::Truncate { after_deltas: 2 })).await;
+        assert_eq!(
+            names(&frames),
+            ["messageStart", "contentBlockDelta", "contentBlockDelta"]
+        );
+        assert!(leftover > 0, "the body ends inside a frame");
     }
 }
