@@ -1,6 +1,7 @@
 //! The `devstack` command line: `up`, `chat`, `token`, and the hidden `worker`
 //! that runs the resolver as a Lambda execution environment runs `bootstrap`.
 
+mod bench;
 mod chat;
 mod up;
 
@@ -28,6 +29,8 @@ enum Command {
     Up(up::UpArgs),
     /// Start a stack in-process, send one prompt as a user, and print the answer as it streams.
     Chat(chat::ChatArgs),
+    /// Compare the coalescing strategies through the whole path; measure the resolver.
+    Bench(bench::BenchArgs),
     /// Print a valid Cognito ID token for a dev user of a stack started with `devstack up`.
     Token(TokenArgs),
     /// Run the resolver against the Lambda Runtime API in `AWS_LAMBDA_RUNTIME_API`.
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
                 .map_err(|e| anyhow::anyhow!(e.to_string())),
             Command::Up(args) => up::run(args).await,
             Command::Chat(args) => chat::run(args).await,
+            Command::Bench(args) => bench::run_bench(args).await,
             Command::Token(args) => token(args),
         }
     });

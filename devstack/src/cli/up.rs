@@ -2,6 +2,10 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
+
+use crate::appsync::faults::PublishFault;
+use crate::bedrock::{Fault, StreamException};
 use crate::{
     DEV_ACCESS_KEY_ID, DEV_API_KEY, DEV_REGION, DEV_SECRET_ACCESS_KEY, Stack, StackConfig,
 };
@@ -20,6 +24,17 @@ pub struct UpArgs {
     /// Tokens per second of the `scripted` model (0: as fast as possible).
     #[arg(long, default_value_t = 50.0)]
     scripted_rate: f64,
+    /// Simulated round trip of every publish (`publishChunk`), in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    publish_rtt_ms: u64,
+    /// Fail the first publishes: `429`, `500`, `503` or `drop`, with `xN` for N of them (e.g. `429x3`).
+    #[arg(long, value_delimiter = ',')]
+    publish_fault: Vec<String>,
+    /// Fail every ConverseStream: `throttle` (429 before the stream),
+    /// `exception:NAME@N` (NAME one of throttling, modelStreamError, internalServer,
+    /// serviceUnavailable, validation, after N deltas), `truncate@N`, `disconnect@N`, `stall@N`.
+    #[arg(long)]
+    model_fault: Option<String>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -30,7 +45,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.default_model = args.model.clone();
     config.cognito_key = Some(crate::cognito::load_or_create_key(&super::key_path())?);
     config.bedrock.scripted_tokens_per_second = args.scripted_rate;
+    config.bedrock.fault = args
+        .model_fault
+        .as_deref()
+        .map(parse_model_fault)
+        .transpose()?;
     let stack = Stack::start(config).await?;
+    stack
+        .appsync
+        .publish_faults
+        .set_round_trip(std::time::Duration::from_millis(args.publish_rtt_ms));
+    for spec in &args.publish_fault {
+        let (fault, times) = spec.split_once('x').unwrap_or((spec, "1"));
+        let fault = PublishFault::parse(fault)
+            .with_context(|| format!("unknown publish fault {spec:?}"))?;
+        stack.appsync.publish_faults.push(
+            fault,
+            times
+                .parse()
+                .with_context(|| format!("bad count in {spec:?}"))?,
+        );
+    }
     let base = format!("http://{}", stack.addr);
     println!("devstack is up\n");
     println!("  AppSync GraphQL   {}", stack.graphql_url());
@@ -63,4 +98,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     stack.shutdown().await;
     Ok(())
+}
+
+/// Parses `--model-fault`.
+fn parse_model_fault(spec: &str) -> anyhow::Result<Fault> {
+    let (kind, after) = spec.split_once('@').unwrap_or((spec, "0"));
+    let after_deltas: u32 = after
+        .parse()
+        .with_context(|| format!("bad delta count in {spec:?}"))?;
+    let message = "Injected by devstack.".to_owned();
+    Ok(match kind {
+        "throttle" => Fault::Reject {
+            status: 429,
+            code: "ThrottlingException".into(),
+            message: "Too many requests, please wait before trying again.".into(),
+        },
+        "truncate" => Fault::Truncate { after_deltas },
+        "disconnect" => Fault::Disconnect { after_deltas },
+        "stall" => Fault::Stall { after_deltas },
+        other => {
+            let name = other
+                .strip_prefix("exception:")
+                .with_context(|| format!("unknown model fault {spec:?}"))?;
+            let exception = match name {
+                "throttling" => StreamException::Throttling,
+                "modelStreamError" => StreamException::ModelStreamError,
+                "internalServer" => StreamException::InternalServer,
+                "serviceUnavailable" => StreamException::ServiceUnavailable,
+                "validation" => StreamException::Validation,
+                _ => anyhow::bail!("unknown exception {name:?}"),
+            };
+            Fault::Exception {
+                after_deltas,
+                exception,
+                message,
+            }
+        }
+    })
 }

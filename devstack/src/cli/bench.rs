@@ -1,0 +1,115 @@
+//! `devstack bench`: the coalescing strategies side by side, and the
+//! resolver's cold start, memory and size. A table on stdout, or `--json`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::bench::{BenchConfig, Report, STRATEGIES, run};
+use crate::lambda::FunctionCommand;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Simulated publish round trips, in milliseconds.
+    #[arg(long, value_delimiter = ',', default_value = "0,30")]
+    rtt: Vec<u64>,
+    /// Strategies to compare (`COALESCE_STRATEGY` values).
+    #[arg(long, value_delimiter = ',', default_values_t = STRATEGIES.map(String::from))]
+    strategies: Vec<String>,
+    /// Output tokens of each turn.
+    #[arg(long, default_value_t = 500)]
+    tokens: u32,
+    /// Measured turns per strategy.
+    #[arg(long, default_value_t = 1)]
+    turns: usize,
+    /// The resolver binary (default: `bootstrap` beside this executable).
+    #[arg(long)]
+    function: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    super::init_tracing("warn");
+    let program = match args.function {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("bootstrap"),
+    };
+    if !program.exists() {
+        anyhow::bail!(
+            "no resolver binary at {}: build it first with `cargo build --release -p bedrock-appsync-stream`",
+            program.display()
+        );
+    }
+    let config = BenchConfig {
+        function: FunctionCommand {
+            program,
+            args: Vec::new(),
+        },
+        strategies: args.strategies,
+        round_trips: args.rtt.into_iter().map(Duration::from_millis).collect(),
+        tokens: args.tokens,
+        turns: args.turns.max(1),
+    };
+    let report = run(&config, |step| eprintln!("bench: {step}")).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("report")?
+        );
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "{} tokens a turn, {} measured turn(s) per strategy, one subscriber\n",
+        report.tokens_per_turn, report.turns_per_strategy
+    );
+    for s in &report.scenarios {
+        println!("  {:<9} {}", s.name, s.description);
+    }
+    println!();
+    println!(
+        "{:<9} {:>4} {:<15} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>10} {:>7}",
+        "scenario",
+        "rtt",
+        "strategy",
+        "mutations",
+        "KB",
+        "first ms",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "$/1k turns",
+        "RSS MB"
+    );
+    for r in &report.results {
+        println!(
+            "{:<9} {:>4} {:<15} {:>9.1} {:>9.1} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>10.4} {:>7}",
+            r.scenario,
+            r.round_trip_ms,
+            r.strategy,
+            r.mutations_per_turn,
+            r.bytes_per_turn / 1024.0,
+            r.first_text_ms,
+            r.delay_p50_ms,
+            r.delay_p95_ms,
+            r.delay_p99_ms,
+            r.cost_per_1000_turns_usd,
+            r.resolver_peak_rss_mb
+                .map_or("-".into(), |m| format!("{m:.1}")),
+        );
+    }
+    let resolver = &report.resolver;
+    println!(
+        "\nresolver: cold start {:.1} ms (median of {}, spawn to first invocation/next) · binary {:.1} MB",
+        resolver.cold_start_ms,
+        resolver.cold_start_runs,
+        resolver.binary_bytes as f64 / 1_048_576.0
+    );
+}
