@@ -1,0 +1,247 @@
+//! Offline checks of `infra/`, the AWS deployment: the SAM template, the
+//! APPSYNC_JS resolvers and the schema as AppSync sees it.
+//!
+//! - [`infra_lints_pass`] runs `scripts/lint-infra` (cfn-lint, checkov,
+//!   `sam validate`, graphql-js, the AppSync ESLint rules and the resolvers'
+//!   own tests; tools are installed once under `target/`), then parses the
+//!   `sendPrompt` Invoke payload the JS resolver built with this crate's own
+//!   event types, so the resolver and the Lambda cannot drift apart.
+//! - The other tests need no tools: they tie the template to the schema, the
+//!   resolver files and the environment `src/config.rs` reads.
+//!
+//! `INFRA_LINT=skip` skips the tool run (for machines without Python or Node).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bedrock_appsync_stream::config::Config;
+use bedrock_appsync_stream::event::AppSyncEvent;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The root fields of `schema.graphql`, as `Type.field`.
+fn schema_root_fields() -> BTreeSet<String> {
+    let schema = read("schema.graphql");
+    let mut fields = BTreeSet::new();
+    let mut current: Option<&str> = None;
+    for line in schema.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("type ") {
+            let name = rest.split([' ', '{']).next().unwrap_or_default();
+            current = ["Query", "Mutation", "Subscription"]
+                .into_iter()
+                .find(|root| *root == name);
+            continue;
+        }
+        if line.starts_with('}') {
+            current = None;
+            continue;
+        }
+        let Some(root) = current else { continue };
+        // A field line starts with its name, then `(` or `:`; skip descriptions
+        // and directive continuation lines.
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let rest = &line[name.len()..];
+        if !name.is_empty() && (rest.starts_with('(') || rest.starts_with(':')) {
+            fields.insert(format!("{root}.{name}"));
+        }
+    }
+    fields
+}
+
+/// The template's resources, each as its logical id and its lines.
+fn template_resources(template: &str) -> Vec<(String, Vec<&str>)> {
+    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    let body = template
+        .split("\nResources:\n")
+        .nth(1)
+        .expect("a Resources section");
+    for line in body.lines() {
+        if !line.starts_with(' ') && !line.is_empty() && !line.starts_with('#') {
+            break; // the next top-level section
+        }
+        let is_key =
+            line.starts_with("  ") && line.chars().nth(2).is_some_and(|c| c.is_ascii_alphabetic());
+        if is_key {
+            out.push((line.trim().trim_end_matches(':').to_owned(), Vec::new()));
+        } else if let Some((_, lines)) = out.last_mut() {
+            lines.push(line);
+        }
+    }
+    out
+}
+
+/// The template's AppSync resolvers as (`Type.field`, CodeS3Location, DataSourceName).
+fn template_resolvers(template: &str) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for (id, lines) in template_resources(template) {
+        if !lines
+            .iter()
+            .any(|l| l.trim() == "Type: AWS::AppSync::Resolver")
+        {
+            continue;
+        }
+        let value = |key: &str| {
+            lines
+                .iter()
+                .find_map(|l| l.trim().strip_prefix(key))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(|| panic!("resolver {id} without {key}"))
+        };
+        out.insert((
+            format!("{}.{}", value("TypeName:"), value("FieldName:")),
+            value("CodeS3Location:"),
+            value("DataSourceName:"),
+        ));
+    }
+    out
+}
+
+#[test]
+fn every_root_field_has_a_js_resolver_in_the_template() {
+    let fields = schema_root_fields();
+    assert!(
+        fields.contains("Mutation.sendPrompt") && fields.contains("Subscription.onChunk"),
+        "schema parse: {fields:?}"
+    );
+    let template = read("infra/template.yaml");
+    let resolvers = template_resolvers(&template);
+    let wired: BTreeSet<String> = resolvers.iter().map(|(f, _, _)| f.clone()).collect();
+    assert_eq!(wired, fields, "template resolvers vs schema root fields");
+
+    for (field, code, source) in &resolvers {
+        assert_eq!(
+            code,
+            &format!("resolvers/{field}.js"),
+            "{field}: CodeS3Location"
+        );
+        assert!(
+            repo().join("infra").join(code).is_file(),
+            "{field}: {code} is missing"
+        );
+        let expected = if field == "Mutation.sendPrompt" {
+            "!GetAtt ResolverDataSource.Name"
+        } else {
+            "!GetAtt NoneDataSource.Name"
+        };
+        assert_eq!(source, expected, "{field}: data source");
+    }
+    let files: BTreeSet<PathBuf> = std::fs::read_dir(repo().join("infra/resolvers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        files.len(),
+        resolvers.len(),
+        "a resolver file the template does not deploy: {files:?}"
+    );
+}
+
+/// The environment variable names `src/config.rs` reads: its upper-case string
+/// literals outside the tests.
+fn config_env_names() -> BTreeSet<String> {
+    let source = read("src/config.rs");
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    code.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.len() > 3
+                && s.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_function_gets_exactly_the_environment_the_resolver_reads() {
+    let read_by_config = config_env_names();
+    assert!(
+        read_by_config.contains("APPSYNC_GRAPHQL_URL"),
+        "{read_by_config:?}"
+    );
+    let template = read("infra/template.yaml");
+    let vars = template
+        .split("        Variables:\n")
+        .nth(1)
+        .expect("the function's Environment.Variables");
+    let set_by_template: BTreeSet<String> = vars
+        .lines()
+        .take_while(|l| l.starts_with("          "))
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_owned()))
+        .collect();
+    assert_eq!(
+        set_by_template, read_by_config,
+        "template Variables vs src/config.rs"
+    );
+}
+
+#[test]
+fn turns_are_invoked_asynchronously_without_retries() {
+    let template = read("infra/template.yaml");
+    let function = template_resources(&template)
+        .into_iter()
+        .find(|(id, _)| id == "ResolverFunction")
+        .expect("ResolverFunction")
+        .1
+        .join("\n");
+    // A retried event would stream a second answer (see the template's comment).
+    assert!(function.contains("MaximumRetryAttempts: 0"), "{function}");
+    assert!(function.contains("Runtime: provided.al2023"), "{function}");
+    assert!(function.contains("Architectures: [arm64]"), "{function}");
+    let resolver = read("infra/resolvers/Mutation.sendPrompt.js");
+    assert!(resolver.contains("invocationType: 'Event'"));
+}
+
+#[test]
+fn infra_lints_pass() {
+    let script = repo().join("scripts/lint-infra");
+    let output = Command::new("bash")
+        .arg(&script)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "scripts/lint-infra failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    if stdout.contains("skipped (INFRA_LINT=skip)") {
+        return;
+    }
+
+    // The payload Mutation.sendPrompt.js built for a plain prompt, parsed and
+    // validated by the Lambda's own code.
+    let path = repo().join("target/infra-node/sendPrompt-payload.json");
+    let payload: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).expect("payload written by the resolver tests"),
+    )
+    .unwrap();
+    let config = Config::from_lookup(|name| {
+        (name == "APPSYNC_GRAPHQL_URL").then(|| "https://example.invalid/graphql".to_owned())
+    })
+    .unwrap();
+    let event =
+        AppSyncEvent::from_value(payload).expect("the Lambda parses the JS resolver's payload");
+    let request = event
+        .into_turn_request(&config)
+        .expect("the Lambda accepts the JS resolver's payload");
+    assert_eq!(request.ids.conversation_id, "c-1");
+    assert_eq!(request.ids.turn_id, "0f8fad5b-d9cb-469f-a165-70867728950e");
+    assert_eq!(request.ids.owner, "7d8ca528-4931-4254-9273-ea5ee853f271");
+    assert_eq!(request.prompt, "hi");
+    assert_eq!(request.model_id, config.default_model_id);
+}
