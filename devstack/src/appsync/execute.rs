@@ -64,6 +64,12 @@ impl Completer<'_> {
                                 .unwrap_or_else(|| p.to_string())
                         })
                         .collect();
+                    // As graphql-java (AppSync's engine) does, a field that
+                    // already has an error (e.g. Unauthorized) gets no second
+                    // error for being null.
+                    if self.errors.iter().any(|e| e.path.as_deref() == Some(path)) {
+                        return Err(Propagate);
+                    }
                     let mut e = GqlError::new(format!(
                         "Cannot return null for non-nullable type: '{}' within parent '{parent}' (/{})",
                         inner.base(),
@@ -140,14 +146,14 @@ impl Completer<'_> {
             let Some(def) = self.schema.field(type_name, &child.name) else {
                 continue;
             };
-            let allowed = self.schema.allowed_modes(type_name, def, self.default_mode);
-            let field_value = if allowed.contains(&self.caller.mode) {
-                value.get(&child.name).cloned().unwrap_or(Value::Null)
-            } else {
-                self.errors
-                    .push(unauthorized_field(&child.name, type_name, &p, child));
-                Value::Null
-            };
+            let field_value =
+                if field_allowed(self.schema, type_name, def, self.caller, self.default_mode) {
+                    value.get(&child.name).cloned().unwrap_or(Value::Null)
+                } else {
+                    self.errors
+                        .push(unauthorized_field(&child.name, type_name, &p, child));
+                    Value::Null
+                };
             let completed = self.complete(&field_value, &def.ty, child, type_name, &p)?;
             out.insert(key.clone(), completed);
         }
@@ -191,16 +197,16 @@ pub async fn execute(appsync: &AppSync, prepared: &Prepared, caller: &Caller) ->
                 selected,
             ))
         };
+        let mut completer = appsync.completer(caller, true);
         let value = match resolved {
             Ok(v) => v,
             Err(mut e) => {
                 e.path = Some(path.clone());
                 e.location = Some((selected.line, selected.column));
-                errors.push(e);
+                completer.errors.push(e);
                 Value::Null
             }
         };
-        let mut completer = appsync.completer(caller, true);
         let completed = completer.complete(&value, &def.ty, selected, &prepared.root_type, &path);
         errors.append(&mut completer.errors);
         match completed {
@@ -237,13 +243,33 @@ pub fn is_authorized(
     def: &super::schema::FieldDef,
     caller: &Caller,
 ) -> bool {
-    let allowed = appsync
-        .schema
-        .allowed_modes(type_name, def, appsync.auth.default_mode);
+    field_allowed(
+        &appsync.schema,
+        type_name,
+        def,
+        caller,
+        appsync.auth.default_mode,
+    )
+}
+
+/// AppSync's rule for one field
+/// (<https://docs.aws.amazon.com/appsync/latest/devguide/security-authz.html#using-additional-authorization-modes>):
+/// the caller's mode must be among the field's directives, else the type's,
+/// else the default mode; a Cognito caller must also be in one of the
+/// `cognito_groups` the deciding directive names, if it names any
+/// (<https://docs.aws.amazon.com/appsync/latest/devguide/security-authz.html#amazon-cognito-user-pools-authorization>).
+pub fn field_allowed(
+    schema: &Schema,
+    type_name: &str,
+    def: &super::schema::FieldDef,
+    caller: &Caller,
+    default_mode: super::auth::AuthMode,
+) -> bool {
+    let allowed = schema.allowed_modes(type_name, def, default_mode);
     if !allowed.contains(&caller.mode) {
         return false;
     }
-    match appsync.schema.cognito_groups(type_name, def) {
+    match schema.cognito_groups(type_name, def) {
         Some(groups) if caller.mode == super::auth::AuthMode::CognitoUserPools => {
             groups.iter().any(|g| caller.groups.contains(g))
         }
@@ -285,5 +311,180 @@ fn broadcast(
     let path = vec![json!(selected.name)];
     if let Ok(result) = completer.complete(value, ty, selected, root_type, &path) {
         appsync.pubsub.publish(appsync, &selected.name, &result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appsync::auth::{AuthMode, Authenticator};
+    use crate::appsync::filter::Filter;
+    use crate::appsync::operation::{GraphQLRequest, prepare};
+    use crate::appsync::resolvers::{ResolveRequest, ResolverError, Resolvers};
+    use crate::appsync::schema::Schema;
+    use crate::appsync::{AppSync, AppSyncConfig};
+    use futures_util::future::BoxFuture;
+
+    /// A directive matrix: default mode Cognito.
+    const SDL: &str = r#"
+        type Query {
+            open: Thing
+            keyed: Thing @aws_api_key
+            admins: String @aws_cognito_user_pools(cognito_groups: ["admin"])
+            staff: Staff @aws_cognito_user_pools
+            plain: String
+        }
+        type Thing @aws_api_key @aws_cognito_user_pools {
+            a: String
+            b: String @aws_iam
+            c: String!  @aws_iam
+        }
+        type Staff @aws_cognito_user_pools(cognito_groups: ["staff"]) {
+            x: String
+            y: String @aws_cognito_user_pools
+        }
+    "#;
+
+    /// Every field resolves to one fixed object or string.
+    struct Stub;
+
+    impl Resolvers for Stub {
+        fn resolve<'a>(
+            &'a self,
+            request: ResolveRequest<'a>,
+        ) -> BoxFuture<'a, Result<Value, ResolverError>> {
+            let v = match request.field {
+                "open" | "keyed" => json!({"a": "A", "b": "B", "c": "C"}),
+                "staff" => json!({"x": "X", "y": "Y"}),
+                other => json!(other),
+            };
+            Box::pin(async move { Ok(v) })
+        }
+
+        fn subscribe(&self, _: ResolveRequest<'_>) -> Result<Option<Filter>, ResolverError> {
+            Ok(None)
+        }
+    }
+
+    fn appsync() -> AppSync {
+        let key = crate::cognito::new_key().expect("a key");
+        let auth = Authenticator {
+            user_pool: crate::cognito::UserPool::new("http://127.0.0.1:1", "pool", "client", &key),
+            iam_users: crate::dev_iam_users(),
+            api_keys: vec!["k".into()],
+            default_mode: AuthMode::CognitoUserPools,
+        };
+        let schema = Schema::parse(SDL).expect("test schema");
+        AppSync::new(schema, auth, Box::new(Stub), AppSyncConfig::default())
+    }
+
+    fn caller(mode: AuthMode, groups: &[&str]) -> Caller {
+        Caller {
+            mode,
+            identity: Value::Null,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    async fn run(appsync: &AppSync, query: &str, caller: &Caller) -> Value {
+        let request = GraphQLRequest {
+            query: query.into(),
+            variables: None,
+            operation_name: None,
+        };
+        let prepared = prepare(&appsync.schema, &request).expect("valid");
+        execute(appsync, &prepared, caller).await.to_json()
+    }
+
+    fn unauthorized(body: &Value, field: &str, ty: &str) -> bool {
+        body["errors"].as_array().is_some_and(|errors| {
+            errors.iter().any(|e| {
+                e["errorType"] == "Unauthorized"
+                    && e["message"] == format!("Not Authorized to access {field} on type {ty}")
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn no_directive_means_the_default_mode_only() {
+        let a = appsync();
+        let cognito = caller(AuthMode::CognitoUserPools, &[]);
+        let body = run(&a, "{ plain }", &cognito).await;
+        assert_eq!(body, json!({"data": {"plain": "plain"}}));
+        for mode in [AuthMode::ApiKey, AuthMode::Iam] {
+            let body = run(&a, "{ plain }", &caller(mode, &[])).await;
+            assert_eq!(body["data"]["plain"], Value::Null, "{body}");
+            assert!(unauthorized(&body, "plain", "Query"), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_field_directive_overrides_its_type() {
+        let a = appsync();
+        // Cognito: Query.open by default mode, Thing.a by the type, Thing.b is IAM only.
+        let body = run(
+            &a,
+            "{ open { a b } }",
+            &caller(AuthMode::CognitoUserPools, &[]),
+        )
+        .await;
+        assert_eq!(
+            body["data"],
+            json!({"open": {"a": "A", "b": null}}),
+            "{body}"
+        );
+        assert!(unauthorized(&body, "b", "Thing"), "{body}");
+        assert_eq!(body["errors"][0]["path"], json!(["open", "b"]));
+        // An API key may not call Query.open (no directive: Cognito only)...
+        let body = run(&a, "{ open { a } }", &caller(AuthMode::ApiKey, &[])).await;
+        assert_eq!(body["data"], json!({"open": null}), "{body}");
+        assert!(unauthorized(&body, "open", "Query"), "{body}");
+        // ...but may call Query.keyed and read Thing.a, not Thing.b.
+        let body = run(&a, "{ keyed { a b } }", &caller(AuthMode::ApiKey, &[])).await;
+        assert_eq!(
+            body["data"],
+            json!({"keyed": {"a": "A", "b": null}}),
+            "{body}"
+        );
+        assert!(unauthorized(&body, "b", "Thing"), "{body}");
+        // IAM may not call Query.keyed at all.
+        let body = run(&a, "{ keyed { b } }", &caller(AuthMode::Iam, &[])).await;
+        assert!(unauthorized(&body, "keyed", "Query"), "{body}");
+        // An unauthorized non-null field nulls its parent, with both errors.
+        let body = run(
+            &a,
+            "{ open { a c } }",
+            &caller(AuthMode::CognitoUserPools, &[]),
+        )
+        .await;
+        assert_eq!(body["data"], json!({"open": null}), "{body}");
+        assert!(unauthorized(&body, "c", "Thing"), "{body}");
+        assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+    }
+
+    #[tokio::test]
+    async fn cognito_groups_require_membership() {
+        let a = appsync();
+        let outsider = caller(AuthMode::CognitoUserPools, &["users"]);
+        let admin = caller(AuthMode::CognitoUserPools, &["users", "admin"]);
+        let body = run(&a, "{ admins }", &outsider).await;
+        assert_eq!(body["data"]["admins"], Value::Null);
+        assert!(unauthorized(&body, "admins", "Query"), "{body}");
+        let body = run(&a, "{ admins }", &admin).await;
+        assert_eq!(body, json!({"data": {"admins": "admins"}}));
+        // An API key is refused on a Cognito-only field whatever the groups.
+        let body = run(&a, "{ admins }", &caller(AuthMode::ApiKey, &["admin"])).await;
+        assert!(unauthorized(&body, "admins", "Query"), "{body}");
+        // Type-level groups apply to Staff.x; Staff.y's own directive names none.
+        let body = run(&a, "{ staff { x y } }", &outsider).await;
+        assert_eq!(
+            body["data"],
+            json!({"staff": {"x": null, "y": "Y"}}),
+            "{body}"
+        );
+        assert!(unauthorized(&body, "x", "Staff"), "{body}");
+        let staff = caller(AuthMode::CognitoUserPools, &["staff"]);
+        let body = run(&a, "{ staff { x y } }", &staff).await;
+        assert_eq!(body, json!({"data": {"staff": {"x": "X", "y": "Y"}}}));
     }
 }

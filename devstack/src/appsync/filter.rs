@@ -53,7 +53,149 @@ impl Filter {
     }
 }
 
+/// The limits of an enhanced filter, from
+/// <https://docs.aws.amazon.com/appsync/latest/devguide/aws-appsync-real-time-enhanced-filtering.html>
+/// and the operator table of
+/// <https://docs.aws.amazon.com/appsync/latest/devguide/extensions-js.html>.
+pub mod limits {
+    /// Filter groups in one filter.
+    pub const MAX_GROUPS: usize = 10;
+    /// Filters (conditions) in one group.
+    pub const MAX_FILTERS_PER_GROUP: usize = 5;
+    /// Values of an `in` or `notIn` list.
+    pub const MAX_IN_VALUES: usize = 5;
+    /// Values of a `containsAny` list.
+    pub const MAX_CONTAINS_ANY_VALUES: usize = 20;
+    /// Levels of a dotted `fieldName` path.
+    pub const MAX_FIELD_DEPTH: usize = 5;
+}
+
+/// The operators an enhanced filter may use.
+pub const OPERATORS: [&str; 13] = [
+    "eq",
+    "ne",
+    "le",
+    "lt",
+    "ge",
+    "gt",
+    "contains",
+    "notContains",
+    "beginsWith",
+    "in",
+    "notIn",
+    "between",
+    "containsAny",
+];
+
+/// Why a filter a subscription resolver set cannot be used.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FilterError {
+    #[error("a filter may have at most {max} filter groups, this one has {found}")]
+    TooManyGroups { found: usize, max: usize },
+    #[error("a filter group may have at most {max} filters, group {group} has {found}")]
+    TooManyFilters {
+        group: usize,
+        found: usize,
+        max: usize,
+    },
+    #[error("the operator '{operator}' of field '{field}' takes at most {max} values, got {found}")]
+    TooManyValues {
+        field: String,
+        operator: String,
+        found: usize,
+        max: usize,
+    },
+    #[error("the field path '{0}' is deeper than 5 levels")]
+    FieldTooDeep(String),
+    #[error("the field path '{0}' is empty or has an empty part")]
+    BadFieldName(String),
+    #[error("unknown filter operator '{0}'")]
+    UnknownOperator(String),
+    #[error("the operator '{operator}' of field '{field}' needs {needs}")]
+    BadValue {
+        field: String,
+        operator: String,
+        needs: &'static str,
+    },
+    #[error("a filter needs at least one group, and each group at least one filter")]
+    Empty,
+}
+
+impl Filter {
+    /// Checks the filter against AppSync's limits and operator rules.
+    pub fn validate(&self) -> Result<(), FilterError> {
+        use limits::*;
+        if self.filter_group.is_empty() {
+            return Err(FilterError::Empty);
+        }
+        if self.filter_group.len() > MAX_GROUPS {
+            return Err(FilterError::TooManyGroups {
+                found: self.filter_group.len(),
+                max: MAX_GROUPS,
+            });
+        }
+        for (i, group) in self.filter_group.iter().enumerate() {
+            if group.filters.is_empty() {
+                return Err(FilterError::Empty);
+            }
+            if group.filters.len() > MAX_FILTERS_PER_GROUP {
+                return Err(FilterError::TooManyFilters {
+                    group: i,
+                    found: group.filters.len(),
+                    max: MAX_FILTERS_PER_GROUP,
+                });
+            }
+            for c in &group.filters {
+                c.validate()?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Condition {
+    fn validate(&self) -> Result<(), FilterError> {
+        let parts: Vec<&str> = self.field_name.split('.').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(FilterError::BadFieldName(self.field_name.clone()));
+        }
+        if parts.len() > limits::MAX_FIELD_DEPTH {
+            return Err(FilterError::FieldTooDeep(self.field_name.clone()));
+        }
+        let op = self.operator.as_str();
+        if !OPERATORS.contains(&op) {
+            return Err(FilterError::UnknownOperator(self.operator.clone()));
+        }
+        let bad = |needs| FilterError::BadValue {
+            field: self.field_name.clone(),
+            operator: self.operator.clone(),
+            needs,
+        };
+        let max = match op {
+            "in" | "notIn" => limits::MAX_IN_VALUES,
+            "containsAny" => limits::MAX_CONTAINS_ANY_VALUES,
+            "between" => {
+                return match self.value.as_array() {
+                    Some(a) if a.len() == 2 => Ok(()),
+                    _ => Err(bad("a list of two values")),
+                };
+            }
+            _ => return Ok(()),
+        };
+        let Some(values) = self.value.as_array() else {
+            return Err(bad("a list of values"));
+        };
+        if values.len() > max {
+            return Err(FilterError::TooManyValues {
+                field: self.field_name.clone(),
+                operator: self.operator.clone(),
+                found: values.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
     fn matches(&self, result: &Value) -> bool {
         let field = self
             .field_name
@@ -188,5 +330,101 @@ mod tests {
         assert!(f.matches(&json!({"conversationId": "c1"})));
         assert!(!f.matches(&json!({"conversationId": "c2"})));
         assert!(!f.matches(&json!({})));
+    }
+
+    fn filter_of(groups: usize, per_group: usize, cond: &Condition) -> Filter {
+        Filter {
+            filter_group: (0..groups)
+                .map(|_| FilterGroup {
+                    filters: vec![cond.clone(); per_group],
+                })
+                .collect(),
+        }
+    }
+
+    fn cond(field: &str, op: &str, value: Value) -> Condition {
+        Condition {
+            field_name: field.into(),
+            operator: op.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn group_and_filter_counts_are_limited() {
+        let c = cond("owner", "eq", json!("a"));
+        assert_eq!(filter_of(10, 5, &c).validate(), Ok(()));
+        assert!(matches!(
+            filter_of(11, 1, &c).validate(),
+            Err(FilterError::TooManyGroups { found: 11, max: 10 })
+        ));
+        assert!(matches!(
+            filter_of(1, 6, &c).validate(),
+            Err(FilterError::TooManyFilters {
+                found: 6,
+                max: 5,
+                ..
+            })
+        ));
+        assert_eq!(filter_of(0, 1, &c).validate(), Err(FilterError::Empty));
+        assert_eq!(filter_of(1, 0, &c).validate(), Err(FilterError::Empty));
+    }
+
+    #[test]
+    fn list_operators_are_limited() {
+        let list = |n: usize| Value::Array((0..n).map(|i| json!(i)).collect());
+        for op in ["in", "notIn"] {
+            assert_eq!(filter_of(1, 1, &cond("n", op, list(5))).validate(), Ok(()));
+            assert!(matches!(
+                filter_of(1, 1, &cond("n", op, list(6))).validate(),
+                Err(FilterError::TooManyValues {
+                    found: 6,
+                    max: 5,
+                    ..
+                })
+            ));
+            assert!(matches!(
+                filter_of(1, 1, &cond("n", op, json!(1))).validate(),
+                Err(FilterError::BadValue { .. })
+            ));
+        }
+        assert_eq!(
+            filter_of(1, 1, &cond("tags", "containsAny", list(20))).validate(),
+            Ok(())
+        );
+        assert!(matches!(
+            filter_of(1, 1, &cond("tags", "containsAny", list(21))).validate(),
+            Err(FilterError::TooManyValues {
+                found: 21,
+                max: 20,
+                ..
+            })
+        ));
+        assert!(matches!(
+            filter_of(1, 1, &cond("n", "between", list(3))).validate(),
+            Err(FilterError::BadValue { .. })
+        ));
+        assert!(matches!(
+            filter_of(1, 1, &cond("n", "like", json!("x"))).validate(),
+            Err(FilterError::UnknownOperator(_))
+        ));
+    }
+
+    #[test]
+    fn field_paths_are_at_most_five_deep() {
+        assert_eq!(
+            filter_of(1, 1, &cond("a.b.c.d.e", "eq", json!(1))).validate(),
+            Ok(())
+        );
+        assert!(matches!(
+            filter_of(1, 1, &cond("a.b.c.d.e.f", "eq", json!(1))).validate(),
+            Err(FilterError::FieldTooDeep(_))
+        ));
+        assert!(matches!(
+            filter_of(1, 1, &cond("a..b", "eq", json!(1))).validate(),
+            Err(FilterError::BadFieldName(_))
+        ));
+        let deep = json!({"a": {"b": {"c": {"d": {"e": 1}}}}});
+        assert!(filter_of(1, 1, &cond("a.b.c.d.e", "eq", json!(1))).matches(&deep));
     }
 }

@@ -35,6 +35,10 @@ use super::resolvers::ResolveRequest;
 
 const SUBPROTOCOL: &str = "graphql-ws";
 
+/// The errorType of a `start` whose resolver set a filter AppSync would refuse
+/// (not documented by AWS; see [`register`]).
+pub const INVALID_FILTER: &str = "InvalidSubscriptionFilter";
+
 /// `GET /graphql` and `GET /graphql/realtime` with an upgrade.
 pub async fn upgrade(
     State(appsync): State<Arc<AppSync>>,
@@ -58,7 +62,17 @@ pub async fn upgrade(
                 .auth
                 .header_object(&obj, "/graphql/connect", b"{}", &ip)
         });
-    ws.protocols([SUBPROTOCOL])
+    // Without `graphql-ws` the connection is still upgraded, and then refused
+    // with `connection_error` / SubProtocolNotSupportedError, as the service's
+    // error logs show. The client's first offered protocol is echoed so a
+    // client that insists on one completes the handshake and reads the error
+    // (inferred: the docs do not say what the service echoes).
+    let echoed = if speaks_protocol {
+        SUBPROTOCOL.to_owned()
+    } else {
+        offered.first().cloned().unwrap_or_default()
+    };
+    ws.protocols([echoed])
         .on_upgrade(move |socket| connection(socket, appsync, speaks_protocol, connect, ip))
 }
 
@@ -318,6 +332,17 @@ fn register(
         .resolvers
         .subscribe(request)
         .map_err(|e| error(id, &e.error_type, &e.message))?;
+    // A filter over AppSync's limits (10 groups, 5 filters a group, 5 `in`
+    // values, 20 `containsAny` values, 5 path levels:
+    // https://docs.aws.amazon.com/appsync/latest/devguide/aws-appsync-real-time-enhanced-filtering.html)
+    // is refused on `start`. The docs state the limits but not the errorType
+    // the service uses; `InvalidSubscriptionFilter` is this stand-in's own,
+    // descriptive name, and the message says which limit was broken.
+    if let Some(filter) = &enhanced_filter {
+        filter
+            .validate()
+            .map_err(|e| error(id, INVALID_FILTER, &e.to_string()))?;
+    }
     let subscription = Subscription {
         connection,
         id: id.to_owned(),

@@ -198,10 +198,19 @@ impl Schema {
                 .and_then(|d| d.args.get("cognito_groups"))
                 .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
         };
-        groups(&field.directives).or_else(|| match self.types.get(type_name) {
+        // The directives that decide are the field's when it has any auth
+        // directive (they override the type's), else the type's.
+        let field_has_auth = field
+            .directives
+            .iter()
+            .any(|d| AUTH_DIRECTIVES.iter().any(|(n, _)| d.name == *n));
+        if field_has_auth {
+            return groups(&field.directives);
+        }
+        match self.types.get(type_name) {
             Some(TypeDef::Object { directives, .. }) => groups(directives),
             _ => None,
-        })
+        }
     }
 
     /// The mutations named by a subscription field's `@aws_subscribe`.
