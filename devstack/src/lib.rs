@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use appsync::auth::{AuthMode, Authenticator};
-use appsync::resolvers::BuiltinResolvers;
+use appsync::js::{ApiDefinition, JsResolvers};
 use appsync::schema::Schema;
 use appsync::{AppSync, AppSyncConfig};
 use bedrock::{BedrockConfig, BedrockState};
@@ -82,6 +82,10 @@ pub struct StackConfig {
     /// Lambda's retries of a failed asynchronous invocation, and the wait before each.
     pub max_retry_attempts: u32,
     pub retry_delay: Duration,
+    /// Where the API definition (`template.yaml` and the APPSYNC_JS resolver
+    /// files it names) is read from; `None` uses the copy of `infra/`
+    /// compiled into the devstack.
+    pub infra_dir: Option<PathBuf>,
 }
 
 impl StackConfig {
@@ -100,6 +104,7 @@ impl StackConfig {
             allowed_models: vec!["smollm2".into(), "scripted".into()],
             max_retry_attempts: 2,
             retry_delay: Duration::from_secs(1),
+            infra_dir: None,
         }
     }
 }
@@ -149,10 +154,17 @@ impl Stack {
             api_keys: vec![DEV_API_KEY.into()],
             default_mode: AuthMode::CognitoUserPools,
         };
-        let resolvers = Box::new(BuiltinResolvers {
-            lambda: lambda.clone(),
-            allowed_models: config.allowed_models,
-        });
+        let api = match &config.infra_dir {
+            Some(dir) => ApiDefinition::load(dir)
+                .with_context(|| format!("could not load the API from {}", dir.display()))?,
+            None => ApiDefinition::embedded().context("could not load the compiled-in API")?,
+        };
+        // ctx.env: the devstack's own model list replaces the template's default.
+        let env = [(
+            "ALLOWED_MODEL_IDS".to_owned(),
+            config.allowed_models.join(","),
+        )];
+        let resolvers = Box::new(JsResolvers::new(api, lambda.clone(), env));
         let appsync = Arc::new(AppSync::new(schema, auth, resolvers, config.appsync));
         let bedrock_routes = bedrock::router(bedrock.clone()).layer(
             axum::middleware::from_fn_with_state(iam_users, verify_bedrock_signature),

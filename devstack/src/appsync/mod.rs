@@ -6,6 +6,7 @@ pub mod auth;
 pub mod execute;
 pub mod faults;
 pub mod filter;
+pub mod js;
 pub mod operation;
 pub mod pubsub;
 pub mod realtime;
@@ -105,6 +106,27 @@ impl AppSync {
             .route("/graphql", get(realtime::upgrade).post(graphql))
             .route("/graphql/realtime", get(realtime::upgrade))
             .with_state(self)
+    }
+}
+
+impl AppSync {
+    /// Serves this API alone (its `POST /graphql` and real-time socket) on
+    /// `bind`, e.g. with a test schema and stub resolvers. Returns the bound
+    /// address and the server task (abort it to stop).
+    pub async fn serve(
+        self: Arc<Self>,
+        bind: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let app = self.router();
+        let task = tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).await {
+                tracing::error!(error = %e, "AppSync server stopped");
+            }
+        });
+        Ok((addr, task))
     }
 }
 

@@ -1,0 +1,570 @@
+//! The QuickJS engine that runs one APPSYNC_JS handler. Place in the data
+//! path: client -> AppSync **resolver handler** (`request` | `response`) ->
+//! data source (NONE | Lambda) -> client.
+//!
+//! Every call gets a fresh runtime: the handler's module, `@aws-appsync/utils`
+//! and the context are built anew, so nothing leaks from one call (or one
+//! request) to the next; what must survive from `request` to `response` (the
+//! stash, the arguments) travels as JSON through [`StageOutcome`].
+//! <https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-overview-js.html>
+
+use std::time::{Duration, Instant, SystemTime};
+
+use rquickjs::loader::{BuiltinLoader, BuiltinResolver};
+use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Runtime};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::super::resolvers::ResolverError;
+
+/// The module name resolvers import the runtime utilities from.
+pub const UTILS_MODULE: &str = "@aws-appsync/utils";
+
+/// The utilities, as a script that defines `globalThis.__appsync`.
+const PRELUDE: &str = include_str!("appsync_utils.js");
+
+/// The `@aws-appsync/utils` module: re-exports what the prelude defined.
+const UTILS_MODULE_SOURCE: &str = "const a = globalThis.__appsync;\n\
+     export const util = a.util;\n\
+     export const extensions = a.extensions;\n\
+     export const runtime = a.runtime;\n";
+
+/// Longest a handler may run (AppSync stops a resolver's code after a few seconds).
+pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+/// Most memory one handler's runtime may use.
+pub const MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Which exported function of a resolver or function file runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    Request,
+    Response,
+}
+
+impl Handler {
+    pub fn name(self) -> &'static str {
+        match self {
+            Handler::Request => "request",
+            Handler::Response => "response",
+        }
+    }
+}
+
+/// Why a handler could not run or finish: each becomes errorType `Code`.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the JavaScript runtime could not start: {0}")]
+    Runtime(#[from] rquickjs::Error),
+    #[error("{file}: {message}")]
+    Code { file: String, message: String },
+    #[error("{file} exports no `{handler}` function")]
+    MissingHandler { file: String, handler: &'static str },
+    #[error("{file}: the handler's output is not JSON: {source}")]
+    Output {
+        file: String,
+        source: serde_json::Error,
+    },
+}
+
+impl From<EngineError> for ResolverError {
+    fn from(e: EngineError) -> Self {
+        ResolverError::new("Code", e.to_string())
+    }
+}
+
+/// How a handler ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It returned this value (`undefined` is `null`).
+    Returned(Value),
+    /// It called `runtime.earlyReturn(value)`.
+    EarlyReturn(Value),
+    /// It called `util.error`/`util.unauthorized`, or threw (errorType `Code`).
+    Error(ResolverError),
+}
+
+/// A handler's outcome and the context state it leaves behind.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageOutcome {
+    pub outcome: Outcome,
+    /// `ctx.stash` after the handler.
+    pub stash: Value,
+    /// `ctx.args` after the handler.
+    pub args: Value,
+    /// What `extensions.setSubscriptionFilter` was given, if anything.
+    pub subscription_filter: Option<Value>,
+    /// What `util.appendError` recorded.
+    pub appended_errors: Vec<ResolverError>,
+}
+
+#[derive(Deserialize)]
+struct RawError {
+    message: Option<String>,
+    #[serde(rename = "type")]
+    error_type: Option<String>,
+}
+
+impl RawError {
+    fn into_error(self) -> ResolverError {
+        // AppSync's defaults when util.error gets no type.
+        ResolverError::new(
+            self.error_type
+                .as_deref()
+                .unwrap_or("CustomTemplateException"),
+            self.message.unwrap_or_default(),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEarly {
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawThrown {
+    error: Option<RawError>,
+    early_return: Option<RawEarly>,
+    exception: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCtx {
+    #[serde(default)]
+    stash: Value,
+    #[serde(default)]
+    args: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawState {
+    #[serde(default)]
+    subscription_filter: Value,
+    #[serde(default)]
+    errors: Vec<RawError>,
+}
+
+#[derive(Deserialize)]
+struct RawOut {
+    #[serde(default)]
+    returned: Value,
+    thrown: Option<RawThrown>,
+    ctx: RawCtx,
+    state: RawState,
+}
+
+/// Runs `handler` of the module `code` (named `file` in messages) on the
+/// resolver context `ctx` (AppSync's `ctx` as JSON; `arguments` is added as an
+/// alias of `args`).
+pub fn run(
+    file: &str,
+    code: &str,
+    handler: Handler,
+    ctx: &Value,
+) -> Result<StageOutcome, EngineError> {
+    let raw = run_raw(file, code, handler, &ctx.to_string())?;
+    let out: RawOut = serde_json::from_str(&raw).map_err(|source| EngineError::Output {
+        file: file.to_owned(),
+        source,
+    })?;
+    let outcome = match out.thrown {
+        None => Outcome::Returned(out.returned),
+        Some(RawThrown { error: Some(e), .. }) => Outcome::Error(e.into_error()),
+        Some(RawThrown {
+            early_return: Some(early),
+            ..
+        }) => Outcome::EarlyReturn(early.value),
+        Some(RawThrown { exception, .. }) => Outcome::Error(ResolverError::new(
+            "Code",
+            format!(
+                "{file}: {}",
+                exception.unwrap_or_else(|| "the handler threw".into())
+            ),
+        )),
+    };
+    Ok(StageOutcome {
+        outcome,
+        stash: out.ctx.stash,
+        args: out.ctx.args,
+        subscription_filter: match out.state.subscription_filter {
+            Value::Null => None,
+            v => Some(v),
+        },
+        appended_errors: out
+            .state
+            .errors
+            .into_iter()
+            .map(RawError::into_error)
+            .collect(),
+    })
+}
+
+/// Evaluates `code` as a module and calls its `handler` through the prelude's
+/// `__appsync.call`, which answers with JSON.
+fn run_raw(
+    file: &str,
+    code: &str,
+    handler: Handler,
+    ctx_json: &str,
+) -> Result<String, EngineError> {
+    let runtime = Runtime::new()?;
+    runtime.set_memory_limit(MEMORY_LIMIT);
+    runtime.set_max_stack_size(1024 * 1024);
+    let deadline = Instant::now() + TIME_LIMIT;
+    runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() > deadline)));
+    runtime.set_loader(
+        BuiltinResolver::default().with_module(UTILS_MODULE),
+        BuiltinLoader::default().with_module(UTILS_MODULE, UTILS_MODULE_SOURCE),
+    );
+    let context = Context::full(&runtime)?;
+    let code_error = |message: String| EngineError::Code {
+        file: file.to_owned(),
+        message,
+    };
+    context.with(|ctx| {
+        install_host(&ctx)?;
+        ctx.eval::<(), _>(PRELUDE)
+            .catch(&ctx)
+            .map_err(|e| code_error(format!("the utilities failed to load: {}", describe(e))))?;
+        let module = Module::declare(ctx.clone(), file, code)
+            .catch(&ctx)
+            .map_err(|e| code_error(describe(e)))?;
+        let (module, promise) = module
+            .eval()
+            .catch(&ctx)
+            .map_err(|e| code_error(describe(e)))?;
+        promise
+            .finish::<()>()
+            .catch(&ctx)
+            .map_err(|e| code_error(describe(e)))?;
+        let function: Function = match module.get(handler.name()) {
+            Ok(f) => f,
+            Err(_) => {
+                return Err(EngineError::MissingHandler {
+                    file: file.to_owned(),
+                    handler: handler.name(),
+                });
+            }
+        };
+        let appsync: Object = ctx.globals().get("__appsync")?;
+        let call: Function = appsync.get("call")?;
+        call.call::<_, String>((function, ctx_json))
+            .catch(&ctx)
+            .map_err(|e| code_error(describe(e)))
+    })
+}
+
+/// The natives the prelude uses: `autoId`, `nowMillis` and `log`.
+fn install_host(ctx: &Ctx<'_>) -> Result<(), EngineError> {
+    let host = Object::new(ctx.clone())?;
+    host.set(
+        "autoId",
+        Function::new(ctx.clone(), || uuid::Uuid::new_v4().to_string())?,
+    )?;
+    host.set("nowMillis", Function::new(ctx.clone(), now_millis)?)?;
+    host.set(
+        "log",
+        Function::new(ctx.clone(), |level: String, message: String| {
+            match level.as_str() {
+                "error" => tracing::error!(target: "appsync_js", "{message}"),
+                "warn" => tracing::warn!(target: "appsync_js", "{message}"),
+                "debug" => tracing::debug!(target: "appsync_js", "{message}"),
+                _ => tracing::info!(target: "appsync_js", "{message}"),
+            }
+        })?,
+    )?;
+    ctx.globals().set("__devstack_host", host)?;
+    Ok(())
+}
+
+/// Milliseconds since the epoch, as a JS number.
+fn now_millis() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64)
+        .unwrap_or_default()
+}
+
+/// A caught exception as `Name: message`.
+fn describe(e: CaughtError<'_>) -> String {
+    match e {
+        CaughtError::Exception(ex) => {
+            let message = ex.message().unwrap_or_default();
+            let name: Option<String> = ex.as_object().get("name").ok();
+            match name {
+                Some(name) if !name.is_empty() => format!("{name}: {message}"),
+                _ => message,
+            }
+        }
+        CaughtError::Value(v) => format!("uncaught value {v:?}"),
+        CaughtError::Error(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Value {
+        json!({
+            "args": {"a": 1},
+            "identity": {"sub": "user-1"},
+            "source": null,
+            "stash": {},
+            "prev": {},
+            "info": {"fieldName": "f", "parentTypeName": "Query", "variables": {},
+                     "selectionSetList": []},
+            "request": {"headers": {}, "domainName": null},
+            "env": {},
+        })
+    }
+
+    fn request(code: &str) -> StageOutcome {
+        match run("test.js", code, Handler::Request, &ctx()) {
+            Ok(o) => o,
+            Err(e) => panic!("engine error: {e}"),
+        }
+    }
+
+    fn returned(code: &str) -> Value {
+        match request(code).outcome {
+            Outcome::Returned(v) => v,
+            other => panic!("not returned: {other:?}"),
+        }
+    }
+
+    const IMPORT: &str = "import { util, extensions, runtime } from '@aws-appsync/utils';\n";
+
+    #[test]
+    fn returns_the_handlers_value_and_the_stash() {
+        let out = request(
+            "export function request(ctx) { ctx.stash.x = ctx.arguments.a + 1; \
+             return { payload: ctx.args.a }; }",
+        );
+        assert_eq!(out.outcome, Outcome::Returned(json!({"payload": 1})));
+        assert_eq!(out.stash, json!({"x": 2}));
+        assert_eq!(out.args, json!({"a": 1}));
+    }
+
+    #[test]
+    fn util_error_is_a_typed_resolver_error() {
+        let out = request(&format!(
+            "{IMPORT}export function request(ctx) {{ util.error('bad', 'ValidationException'); }}"
+        ));
+        assert_eq!(
+            out.outcome,
+            Outcome::Error(ResolverError::new("ValidationException", "bad"))
+        );
+    }
+
+    #[test]
+    fn unauthorized_names_the_field_and_type() {
+        let out = request(&format!(
+            "{IMPORT}export function request(ctx) {{ util.unauthorized(); }}"
+        ));
+        assert_eq!(
+            out.outcome,
+            Outcome::Error(ResolverError::new(
+                "Unauthorized",
+                "Not Authorized to access f on type Query"
+            ))
+        );
+    }
+
+    #[test]
+    fn other_exceptions_are_code_errors() {
+        let out = request("export function request(ctx) { return ctx.nothing.here; }");
+        match out.outcome {
+            Outcome::Error(e) => {
+                assert_eq!(e.error_type, "Code");
+                assert!(e.message.contains("TypeError"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn syntax_errors_and_missing_handlers_are_engine_errors() {
+        assert!(matches!(
+            run(
+                "bad.js",
+                "export function request( {",
+                Handler::Request,
+                &ctx()
+            ),
+            Err(EngineError::Code { .. })
+        ));
+        assert!(matches!(
+            run(
+                "none.js",
+                "export function request() {}",
+                Handler::Response,
+                &ctx()
+            ),
+            Err(EngineError::MissingHandler { .. })
+        ));
+        assert!(matches!(
+            run(
+                "imp.js",
+                "import { x } from 'fs'; export function request() {}",
+                Handler::Request,
+                &ctx()
+            ),
+            Err(EngineError::Code { .. })
+        ));
+    }
+
+    #[test]
+    fn endless_loops_are_stopped() {
+        let out = run(
+            "loop.js",
+            "export function request() { for (;;) {} }",
+            Handler::Request,
+            &ctx(),
+        );
+        let failed = match out {
+            Err(_) => true,
+            Ok(o) => matches!(o.outcome, Outcome::Error(_)),
+        };
+        assert!(failed);
+    }
+
+    #[test]
+    fn early_return_and_append_error_and_filters_are_reported() {
+        let out = request(&format!(
+            "{IMPORT}export function request(ctx) {{ util.appendError('soft', 'Warn'); \
+             extensions.setSubscriptionFilter({{ filterGroup: [] }}); runtime.earlyReturn({{ a: 1 }}); }}"
+        ));
+        assert_eq!(out.outcome, Outcome::EarlyReturn(json!({"a": 1})));
+        assert_eq!(
+            out.appended_errors,
+            vec![ResolverError::new("Warn", "soft")]
+        );
+        assert_eq!(out.subscription_filter, Some(json!({"filterGroup": []})));
+    }
+
+    #[test]
+    fn util_helpers() {
+        let v = returned(&format!(
+            "{IMPORT}export function request() {{ return {{
+                id: util.autoId(),
+                iso: util.time.nowISO8601(),
+                s: util.time.nowEpochSeconds(),
+                ms: util.time.nowEpochMilliSeconds(),
+                empty: [util.isNullOrEmpty(null), util.isNullOrEmpty(''), util.isNullOrEmpty('x')],
+                blank: util.isNullOrBlank('  '),
+                dflt: util.defaultIfNull(null, 3),
+                types: [util.typeOf([]), util.typeOf({{}}), util.typeOf('s'), util.typeOf(null)],
+                matches: util.matches('a+b', 'aaab'),
+            }}; }}"
+        ));
+        let id = v["id"].as_str().unwrap_or_default();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        let iso = v["iso"].as_str().unwrap_or_default();
+        assert!(chrono::DateTime::parse_from_rfc3339(iso).is_ok(), "{iso}");
+        let (s, ms) = (
+            v["s"].as_f64().unwrap_or(0.0),
+            v["ms"].as_f64().unwrap_or(0.0),
+        );
+        assert!(s > 1.0e9 && (ms / 1000.0 - s).abs() < 2.0, "{s} {ms}");
+        assert_eq!(v["empty"], json!([true, true, false]));
+        assert_eq!(v["blank"], json!(true));
+        assert_eq!(v["dflt"], json!(3));
+        assert_eq!(v["types"], json!(["List", "Map", "String", "Null"]));
+        assert_eq!(v["matches"], json!(true));
+    }
+
+    fn to_filter(obj: &str) -> Value {
+        returned(&format!(
+            "{IMPORT}export function request() {{ return util.transform.toSubscriptionFilter({obj}); }}"
+        ))
+    }
+
+    #[test]
+    fn to_subscription_filter_ands_the_fields_of_one_object() {
+        assert_eq!(
+            to_filter("{ owner: { eq: 'u' }, seq: { ge: 2, le: 5 } }"),
+            json!({"filterGroup": [{"filters": [
+                {"fieldName": "owner", "operator": "eq", "value": "u"},
+                {"fieldName": "seq", "operator": "ge", "value": 2},
+                {"fieldName": "seq", "operator": "le", "value": 5},
+            ]}]})
+        );
+    }
+
+    #[test]
+    fn to_subscription_filter_turns_or_into_groups() {
+        assert_eq!(
+            to_filter("{ owner: { eq: 'u' }, or: [{ seq: { eq: 0 } }, { final: { eq: true } }] }"),
+            json!({"filterGroup": [
+                {"filters": [
+                    {"fieldName": "owner", "operator": "eq", "value": "u"},
+                    {"fieldName": "seq", "operator": "eq", "value": 0},
+                ]},
+                {"filters": [
+                    {"fieldName": "owner", "operator": "eq", "value": "u"},
+                    {"fieldName": "final", "operator": "eq", "value": true},
+                ]},
+            ]})
+        );
+    }
+
+    #[test]
+    fn to_subscription_filter_and_nesting_and_ignored_fields() {
+        assert_eq!(
+            to_filter(
+                "{ and: [{ a: { eq: 1 } }, { or: [{ b: { in: [1, 2] } }, { c: { beginsWith: 'x' } }] }], \
+                 meta: { kind: { ne: 'y' } } }"
+            ),
+            json!({"filterGroup": [
+                {"filters": [
+                    {"fieldName": "a", "operator": "eq", "value": 1},
+                    {"fieldName": "b", "operator": "in", "value": [1, 2]},
+                    {"fieldName": "meta.kind", "operator": "ne", "value": "y"},
+                ]},
+                {"filters": [
+                    {"fieldName": "a", "operator": "eq", "value": 1},
+                    {"fieldName": "c", "operator": "beginsWith", "value": "x"},
+                    {"fieldName": "meta.kind", "operator": "ne", "value": "y"},
+                ]},
+            ]})
+        );
+        let v = returned(&format!(
+            "{IMPORT}export function request() {{ return util.transform.toSubscriptionFilter(\
+             {{ a: {{ eq: 1 }}, b: {{ eq: 2 }} }}, ['b']); }}"
+        ));
+        assert_eq!(
+            v,
+            json!({"filterGroup": [{"filters": [{"fieldName": "a", "operator": "eq", "value": 1}]}]})
+        );
+    }
+
+    #[test]
+    fn the_filter_json_is_what_filter_deserialises() {
+        let v =
+            to_filter("{ owner: { eq: 'u' }, or: [{ seq: { ge: 2 } }, { final: { eq: true } }] }");
+        let filter: crate::appsync::filter::Filter = match serde_json::from_value(v) {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(filter.matches(&json!({"owner": "u", "seq": 3, "final": false})));
+        assert!(filter.matches(&json!({"owner": "u", "seq": 0, "final": true})));
+        assert!(!filter.matches(&json!({"owner": "u", "seq": 1, "final": false})));
+        assert!(!filter.matches(&json!({"owner": "v", "seq": 3, "final": true})));
+    }
+
+    #[test]
+    fn no_state_leaks_between_calls() {
+        let code = "export function request(ctx) { const seen = globalThis.seen || 0; \
+                    globalThis.seen = seen + 1; ctx.stash.n = (ctx.stash.n || 0) + 1; return seen; }";
+        for _ in 0..2 {
+            let out = request(code);
+            assert_eq!(out.outcome, Outcome::Returned(json!(0)));
+            assert_eq!(out.stash, json!({"n": 1}));
+        }
+    }
+}
