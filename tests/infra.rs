@@ -2,10 +2,10 @@
 //! APPSYNC_JS resolvers and the schema as AppSync sees it.
 //!
 //! - [`infra_lints_pass`] runs `scripts/lint-infra` (cfn-lint, checkov,
-//!   `sam validate`, graphql-js, the AppSync ESLint rules and the resolvers'
-//!   own tests; tools are installed once under `target/`), then parses the
-//!   `sendPrompt` Invoke payload the JS resolver built with this crate's own
-//!   event types, so the resolver and the Lambda cannot drift apart.
+//!   `sam validate`, graphql-js and the AppSync ESLint rules; tools are
+//!   installed once under `target/`). The resolvers' behaviour is tested where
+//!   it runs: the devstack executes these very files (`tests/js_resolvers.rs`,
+//!   and every whole-path test sends its prompt through them).
 //! - The other tests need no tools: they tie the template to the schema, the
 //!   resolver files and the environment `src/config.rs` reads.
 //!
@@ -14,9 +14,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use bedrock_appsync_stream::config::Config;
-use bedrock_appsync_stream::event::AppSyncEvent;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -220,28 +217,6 @@ fn infra_lints_pass() {
         output.status
     );
     if stdout.contains("skipped (INFRA_LINT=skip)") {
-        return;
+        eprintln!("infra lint skipped (INFRA_LINT=skip)");
     }
-
-    // The payload Mutation.sendPrompt.js built for a plain prompt, parsed and
-    // validated by the Lambda's own code.
-    let path = repo().join("target/infra-node/sendPrompt-payload.json");
-    let payload: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&path).expect("payload written by the resolver tests"),
-    )
-    .unwrap();
-    let config = Config::from_lookup(|name| {
-        (name == "APPSYNC_GRAPHQL_URL").then(|| "https://example.invalid/graphql".to_owned())
-    })
-    .unwrap();
-    let event =
-        AppSyncEvent::from_value(payload).expect("the Lambda parses the JS resolver's payload");
-    let request = event
-        .into_turn_request(&config)
-        .expect("the Lambda accepts the JS resolver's payload");
-    assert_eq!(request.ids.conversation_id, "c-1");
-    assert_eq!(request.ids.turn_id, "0f8fad5b-d9cb-469f-a165-70867728950e");
-    assert_eq!(request.ids.owner, "7d8ca528-4931-4254-9273-ea5ee853f271");
-    assert_eq!(request.prompt, "hi");
-    assert_eq!(request.model_id, config.default_model_id);
 }

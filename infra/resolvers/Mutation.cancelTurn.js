@@ -2,8 +2,7 @@
 //
 // A local (NONE data source) resolver. The result names the caller as owner,
 // so it only matches the resolver Lambda's onCancel subscription for a turn
-// the caller owns: nobody can stop another user's turn. Mirrors the devstack's
-// built-in cancel_turn (devstack/src/appsync/resolvers.rs).
+// the caller owns: nobody can stop another user's turn.
 // https://docs.aws.amazon.com/appsync/latest/devguide/tutorial-local-resolvers-js.html
 import { util } from '@aws-appsync/utils';
 

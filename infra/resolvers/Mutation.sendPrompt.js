@@ -2,8 +2,8 @@
 //
 // Checks the prompt, fills in the turn id and owner, invokes the resolver Lambda
 // asynchronously and answers with the turn at once; the answer itself arrives
-// on onChunk. Mirrors the devstack's built-in resolver
-// (devstack/src/appsync/resolvers.rs): same limits, same messages, same payload.
+// on onChunk. The devstack runs this file as is, so the local tests hold it to
+// its limits, messages and payload.
 //
 // APPSYNC_JS runtime: no try/catch/throw, no regex literals, no classic for loops:
 // https://docs.aws.amazon.com/appsync/latest/devguide/supported-features.html

@@ -2,8 +2,7 @@
 //
 // Runs when a client subscribes. The enhanced filter keeps every chunk whose
 // `owner` is not the subscriber's own `sub` away from it, whatever
-// conversationId it asks for. Mirrors the devstack's built-in subscribe
-// (devstack/src/appsync/resolvers.rs).
+// conversationId it asks for.
 // https://docs.aws.amazon.com/appsync/latest/devguide/aws-appsync-real-time-enhanced-filtering.html
 import { util, extensions } from '@aws-appsync/utils';
 
