@@ -1,0 +1,404 @@
+//! The devstack through a real AppSync client: Amplify JS v6 (`aws-amplify`,
+//! pinned in `tests/amplify/package.json`), driven by `tests/amplify/run.mjs`.
+//!
+//! - `amplify_streams_a_whole_turn_with_user_pool_auth`: `generateClient()`,
+//!   subscribe to `onChunk`, wait for Amplify's `start_ack` signal, `sendPrompt`
+//!   with a client-chosen `turnId`, collect the turn.
+//! - `amplify_iam_subscriber_receives_a_cancellation`: an IAM client
+//!   subscribes to `onCancel` (SigV4 over the real-time socket), the user's
+//!   `cancelTurn` reaches it; an IAM `ping` is refused.
+//! - `amplify_sees_expired_and_forged_tokens_refused`: both the subscription
+//!   and a query fail with Amplify's view of `UnauthorizedException`.
+//!
+//! The package is installed on first use into `target/amplify-node` (npm and
+//! its registry needed once), then reused while the pin is unchanged. Needs
+//! Node 20+ with npm; `AMPLIFY_TEST=skip` skips these tests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::*;
+use devstack::Stack;
+use devstack::bedrock::scripted_answer;
+use devstack::cognito::sub_for;
+use serde_json::{Value, json};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// How long one run of `run.mjs` may take.
+const NODE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The node program and its leading arguments, once `aws-amplify` is
+/// installed; `None` when `AMPLIFY_TEST=skip`.
+struct Node {
+    args: Vec<String>,
+    script: PathBuf,
+}
+
+fn node() -> Option<&'static Node> {
+    static NODE: OnceLock<Option<Node>> = OnceLock::new();
+    NODE.get_or_init(|| {
+        if std::env::var("AMPLIFY_TEST").as_deref() == Ok("skip") {
+            return None;
+        }
+        Some(install())
+    })
+    .as_ref()
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "`{program}` is needed for the Amplify client tests (Node 20+ with npm): {e}; \
+             set AMPLIFY_TEST=skip to skip them"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Installs the pinned `aws-amplify` into `target/amplify-node` unless it is
+/// there already, and copies `run.mjs` next to it (ES modules resolve packages
+/// from the script's own directory, not from `NODE_PATH`).
+fn install() -> Node {
+    let version = command_output("node", &["--version"]);
+    let major: u32 = version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_default();
+    assert!(major >= 20, "Node 20+ is needed, found {version}");
+    command_output("npm", &["--version"]);
+
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("tests/amplify/package.json")).expect("package.json"),
+    )
+    .expect("package.json is JSON");
+    let pin = manifest["dependencies"]["aws-amplify"]
+        .as_str()
+        .expect("aws-amplify pinned in tests/amplify/package.json");
+    assert!(
+        pin.chars().all(|c| c.is_ascii_digit() || c == '.'),
+        "aws-amplify must be pinned to an exact version, not {pin}"
+    );
+    let spec = format!("aws-amplify@{pin}");
+
+    let dir = repo().join("target/amplify-node");
+    let installed = std::fs::read_to_string(dir.join(".pin")).ok();
+    if installed.as_deref() != Some(spec.as_str()) {
+        // Install beside the final place, then move it there, so a concurrent
+        // run never sees a half-installed directory.
+        let staging = repo().join(format!("target/amplify-node.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).expect("staging directory");
+        std::fs::write(
+            staging.join("package.json"),
+            json!({"name": "amplify-node", "private": true, "type": "module"}).to_string(),
+        )
+        .expect("package.json");
+        let status = Command::new("npm")
+            .args(["install", "--prefix"])
+            .arg(&staging)
+            .args([
+                "--save-exact",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                &spec,
+            ])
+            .status()
+            .expect("npm runs");
+        assert!(status.success(), "npm install {spec} failed ({status})");
+        std::fs::write(staging.join(".pin"), &spec).expect(".pin");
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&staging, &dir).is_err() {
+            // Another run moved its copy in first; use that one.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+    }
+    let script = dir.join("run.mjs");
+    let source = std::fs::read(repo().join("tests/amplify/run.mjs")).expect("run.mjs");
+    // Written through a temporary name: tests in parallel each copy it.
+    let temporary = dir.join(format!("run.mjs.{}", std::process::id()));
+    std::fs::write(&temporary, source).expect("copy run.mjs");
+    std::fs::rename(&temporary, &script).expect("copy run.mjs");
+
+    // Node 22 has a global WebSocket; Node 20 and 21 need the flag.
+    let args = if major < 22 {
+        vec!["--experimental-websocket".to_owned()]
+    } else {
+        Vec::new()
+    };
+    Node { args, script }
+}
+
+/// Runs one scenario of `run.mjs`; returns its JSON lines and whether it
+/// exited successfully.
+async fn run(node: &Node, scenario: &str, env: &[(&str, String)]) -> (Vec<Value>, bool) {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .args(&node.args)
+        .arg(&node.script)
+        .arg(scenario)
+        .env_remove("NODE_OPTIONS")
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(NODE_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("run.mjs {scenario} timed out"))
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("--- run.mjs {scenario} stdout:\n{stdout}--- stderr:\n{stderr}");
+    let lines = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("event").is_some())
+        .collect();
+    (lines, output.status.success())
+}
+
+fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["event"] == event).collect()
+}
+
+fn one<'a>(lines: &'a [Value], event: &str) -> &'a Value {
+    let found = events(lines, event);
+    assert_eq!(found.len(), 1, "one `{event}` line in {lines:#?}");
+    found[0]
+}
+
+fn base_env(stack: &Stack) -> Vec<(&'static str, String)> {
+    vec![
+        ("GRAPHQL_URL", stack.graphql_url()),
+        ("REGION", devstack::DEV_REGION.to_owned()),
+    ]
+}
+
+/// Amplify opened the real-time URL it derives from a custom-domain endpoint
+/// (`<endpoint>/realtime`, always `wss://`) with the `graphql-ws` and
+/// `header-<base64url>` subprotocols, and no query string.
+fn assert_amplify_socket(stack: &Stack, lines: &[Value]) -> Value {
+    let socket = one(lines, "socket");
+    assert_eq!(
+        socket["url"],
+        format!("wss://{}/graphql/realtime", stack.addr),
+        "Amplify's real-time URL"
+    );
+    assert_eq!(socket["hasQuery"], false);
+    assert_eq!(socket["protocols"], json!(["graphql-ws", "header-…"]));
+    assert_eq!(socket["header"]["host"], stack.addr.to_string());
+    socket["header"].clone()
+}
+
+#[tokio::test]
+async fn amplify_streams_a_whole_turn_with_user_pool_auth() {
+    let Some(node) = node() else {
+        eprintln!("skipped: AMPLIFY_TEST=skip");
+        return;
+    };
+    // Paced, so the answer arrives in several chunks.
+    let stack = stack_with(|c| c.bedrock.scripted_tokens_per_second = 200.0).await;
+    let prompt = "What is AWS Lambda?";
+    let max_tokens = 80;
+    let mut env = base_env(&stack);
+    env.extend([
+        ("TOKEN", stack.token("alice")),
+        ("CONVERSATION_ID", "conv-amplify".to_owned()),
+        ("TURN_ID", "turn-amplify-1".to_owned()),
+        ("PROMPT", prompt.to_owned()),
+        ("MAX_TOKENS", max_tokens.to_string()),
+    ]);
+    let (lines, ok) = run(node, "stream", &env).await;
+    assert!(ok, "run.mjs stream failed: {lines:#?}");
+
+    let header = assert_amplify_socket(&stack, &lines);
+    assert_eq!(
+        header,
+        json!({"Authorization": "<string>", "host": stack.addr.to_string()})
+    );
+    let states: Vec<&Value> = events(&lines, "connectionState")
+        .iter()
+        .map(|l| &l["state"])
+        .collect();
+    assert!(
+        states.contains(&&json!("Connected")),
+        "connection states {states:?}"
+    );
+    one(&lines, "startAck");
+
+    let sent = one(&lines, "sendPrompt");
+    assert_eq!(
+        sent["data"]["sendPrompt"],
+        json!({"conversationId": "conv-amplify", "turnId": "turn-amplify-1", "owner": sub_for("alice")})
+    );
+
+    let chunks: Vec<&Value> = events(&lines, "chunk")
+        .into_iter()
+        .map(|l| &l["chunk"])
+        .filter(|c| c["turnId"] == "turn-amplify-1")
+        .collect();
+    let mut seqs: Vec<u64> = chunks.iter().filter_map(|c| c["seq"].as_u64()).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "seq is contiguous"
+    );
+    assert!(seqs.len() > 1, "several chunks: {seqs:?}");
+    let done: Vec<&&Value> = chunks.iter().filter(|c| c["done"] == true).collect();
+    assert_eq!(done.len(), 1, "exactly one terminal chunk: {chunks:#?}");
+    assert_eq!(done[0]["seq"].as_u64(), seqs.last().copied());
+    assert!(chunks.iter().all(|c| c["owner"] == sub_for("alice")));
+
+    let (expected, tokens) = scripted_answer(prompt, Some(max_tokens));
+    let summary = one(&lines, "summary");
+    assert_eq!(summary["text"], expected, "the whole scripted answer");
+    assert_eq!(summary["done"], 1);
+    assert_eq!(summary["stopReason"], "max_tokens");
+    assert_eq!(summary["usage"]["outputTokens"], tokens);
+    one(&lines, "end");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn amplify_iam_subscriber_receives_a_cancellation() {
+    let Some(node) = node() else {
+        eprintln!("skipped: AMPLIFY_TEST=skip");
+        return;
+    };
+    let stack = stack().await;
+    let mut env = base_env(&stack);
+    env.extend([
+        ("TOKEN", stack.token("alice")),
+        ("ACCESS_KEY_ID", devstack::DEV_ACCESS_KEY_ID.to_owned()),
+        (
+            "SECRET_ACCESS_KEY",
+            devstack::DEV_SECRET_ACCESS_KEY.to_owned(),
+        ),
+        ("CONVERSATION_ID", "conv-amplify-iam".to_owned()),
+        ("TURN_ID", "turn-amplify-iam".to_owned()),
+        ("OWNER", sub_for("alice")),
+    ]);
+    let (lines, ok) = run(node, "iam", &env).await;
+    assert!(ok, "run.mjs iam failed: {lines:#?}");
+
+    // The SigV4 connect headers of a signed `POST /graphql/connect`.
+    let header = assert_amplify_socket(&stack, &lines);
+    for key in [
+        "accept",
+        "content-encoding",
+        "content-type",
+        "x-amz-date",
+        "authorization",
+    ] {
+        assert!(
+            header.get(key).is_some(),
+            "IAM connect header {key}: {header}"
+        );
+    }
+    one(&lines, "startAck");
+
+    let cancellation = json!({
+        "conversationId": "conv-amplify-iam",
+        "turnId": "turn-amplify-iam",
+        "owner": sub_for("alice"),
+    });
+    assert_eq!(
+        one(&lines, "cancelTurn")["data"]["cancelTurn"],
+        cancellation
+    );
+    assert_eq!(
+        one(&lines, "onCancel")["data"]["onCancel"],
+        cancellation,
+        "the IAM subscriber receives the user's cancellation"
+    );
+
+    let refused = one(&lines, "iamPing");
+    assert!(refused.get("data").is_none(), "{refused}");
+    let errors = &refused["error"]["errors"];
+    assert_eq!(
+        errors[0]["errorType"], "Unauthorized",
+        "an IAM ping is refused: {refused}"
+    );
+    assert_eq!(
+        errors[0]["message"],
+        "Not Authorized to access ping on type Query"
+    );
+    assert_eq!(
+        one(&lines, "userPoolPing")["data"],
+        json!({"ping": "ok"}),
+        "the same client's user-pool ping succeeds"
+    );
+    one(&lines, "end");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn amplify_sees_expired_and_forged_tokens_refused() {
+    let Some(node) = node() else {
+        eprintln!("skipped: AMPLIFY_TEST=skip");
+        return;
+    };
+    let stack = stack().await;
+    let now = now_secs();
+    let expired = stack.user_pool.mint_id_token("alice", &[], now - 7200);
+    let forger = devstack::cognito::UserPool::new(
+        &format!("http://{}", stack.addr),
+        devstack::DEV_USER_POOL_ID,
+        devstack::DEV_CLIENT_ID,
+        &devstack::cognito::new_key().expect("key"),
+    );
+    let forged = forger.mint_id_token("alice", &[], now);
+
+    for (what, token) in [("expired", expired), ("forged", forged)] {
+        let mut env = base_env(&stack);
+        env.extend([
+            ("TOKEN", token),
+            ("CONVERSATION_ID", format!("conv-amplify-{what}")),
+        ]);
+        let (lines, ok) = run(node, "auth-errors", &env).await;
+        assert!(ok, "run.mjs auth-errors ({what}) failed: {lines:#?}");
+        assert_amplify_socket(&stack, &lines);
+        assert!(events(&lines, "startAck").is_empty(), "{what}: {lines:#?}");
+
+        let subscription = one(&lines, "subscription");
+        let message = subscription["error"]["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            message, "Connection failed: UnauthorizedException",
+            "{what}: the subscription fails with the connection_error's type: {subscription}"
+        );
+
+        let ping = one(&lines, "ping");
+        assert!(ping.get("data").is_none(), "{what}: {ping}");
+        // Amplify keeps the error's type as `originalError` and rewrites its
+        // message to `Unauthorized` (`repackageUnauthorizedError`).
+        let error = &ping["error"]["errors"][0];
+        assert_eq!(
+            (error["originalError"].as_str(), error["message"].as_str()),
+            (Some("UnauthorizedException"), Some("Unauthorized")),
+            "{what}: client.graphql rejects with UnauthorizedException: {ping}"
+        );
+    }
+    stack.shutdown().await;
+}
