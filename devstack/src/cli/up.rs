@@ -35,6 +35,11 @@ pub struct UpArgs {
     /// serviceUnavailable, validation, after N deltas), `truncate@N`, `disconnect@N`, `stall@N`.
     #[arg(long)]
     model_fault: Option<String>,
+    /// Run the schema's resolvers from this `infra/` directory (its
+    /// `template.yaml` and `resolvers/*.js`) instead of the copy built in, so
+    /// an edited resolver takes effect on restart without a rebuild.
+    #[arg(long)]
+    infra_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -50,6 +55,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(parse_model_fault)
         .transpose()?;
+    config.infra_dir = args.infra_dir;
     let stack = Stack::start(config).await?;
     stack
         .appsync
