@@ -110,6 +110,44 @@ impl TurnAssembler {
     }
 }
 
+/// Why [`send_prompt`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendPromptError {
+    #[error("could not reach AppSync: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// AppSync answered with a non-2xx status or `errors` (e.g. a `ValidationException`).
+    #[error("sendPrompt was refused ({status}): {errors}")]
+    Refused { status: u16, errors: Value },
+}
+
+/// Sends `sendPrompt` over HTTP as a signed-in user (`token`: the user pool's
+/// raw JWT, as AppSync's `Authorization` header takes it). Returns the `Turn`
+/// (`{conversationId, turnId, owner}`); subscribe before calling this.
+pub async fn send_prompt(
+    http: &reqwest::Client,
+    graphql_url: &str,
+    token: &str,
+    variables: Value,
+) -> Result<Value, SendPromptError> {
+    let response = http
+        .post(graphql_url)
+        .header("authorization", token)
+        .json(&json!({"query": SEND_PROMPT, "variables": variables}))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await?;
+    match body.pointer("/data/sendPrompt") {
+        Some(turn) if (200..300).contains(&status) && body.get("errors").is_none() => {
+            Ok(turn.clone())
+        }
+        _ => Err(SendPromptError::Refused {
+            status,
+            errors: body.get("errors").cloned().unwrap_or(Value::Null),
+        }),
+    }
+}
+
 /// The variables of `sendPrompt`.
 pub fn send_prompt_variables(
     conversation_id: &str,

@@ -10,9 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bedrock_appsync_stream::client::{ReceivedChunk, SEND_PROMPT, send_prompt_variables};
+use bedrock_appsync_stream::client::ReceivedChunk;
 use common::*;
-use serde_json::json;
 
 /// A fresh copy of `infra/template.yaml` and `infra/resolvers/`.
 fn copy_infra() -> PathBuf {
@@ -43,15 +42,7 @@ fn edit(infra: &Path, file: &str, anchor: &str, replacement: &str) {
 }
 
 async fn send(stack: &devstack::Stack, token: &str, prompt: &str, turn: &str) -> serde_json::Value {
-    let variables = send_prompt_variables("conv-js", turn, prompt, None, Some(64));
-    let (status, body) = post(
-        stack,
-        &[("authorization", token)],
-        &json!({"query": SEND_PROMPT, "variables": variables}),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    send_prompt(stack, token, "conv-js", turn, prompt, Some(64)).await
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bedrock_appsync_stream::client::{ON_CHUNK, ReceivedChunk, SEND_PROMPT, send_prompt_variables};
+use bedrock_appsync_stream::client::{ON_CHUNK, ReceivedChunk, send_prompt, send_prompt_variables};
 use bedrock_appsync_stream::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient};
 use serde::Serialize;
 use serde_json::json;
@@ -229,15 +229,13 @@ async fn one_turn(
         Some(tokens),
     );
     let sent = Instant::now();
-    let response = reqwest::Client::new()
-        .post(stack.graphql_url())
-        .header("authorization", token)
-        .json(&json!({"query": SEND_PROMPT, "variables": variables}))
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!("sendPrompt failed: {}", response.status());
-    }
+    send_prompt(
+        &reqwest::Client::new(),
+        &stack.graphql_url(),
+        token,
+        variables,
+    )
+    .await?;
     let mut chunks: BTreeMap<u64, (Instant, ReceivedChunk)> = BTreeMap::new();
     let mut message_bytes = Vec::new();
     let done_seq = loop {

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bedrock_appsync_stream::client::{
-    ON_CHUNK, ReceivedChunk, SEND_PROMPT, TurnAssembler, send_prompt_variables,
+    ON_CHUNK, ReceivedChunk, TurnAssembler, send_prompt, send_prompt_variables,
 };
 use bedrock_appsync_stream::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{Stack, StackConfig};
 
@@ -77,7 +77,13 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
         Some(&args.model),
         args.max_tokens,
     );
-    send_prompt(&stack.graphql_url(), &token, variables).await?;
+    send_prompt(
+        &reqwest::Client::new(),
+        &stack.graphql_url(),
+        &token,
+        variables,
+    )
+    .await?;
 
     let mut assembler = TurnAssembler::new();
     let mut first_chunk = None;
@@ -125,22 +131,6 @@ fn report(
     );
     if let Some(error) = &last.error {
         bail!("the turn failed: {} ({})", error.message, error.error_type);
-    }
-    Ok(())
-}
-
-/// `sendPrompt` over HTTP with the user's ID token, as a web client sends it.
-async fn send_prompt(graphql_url: &str, token: &str, variables: Value) -> anyhow::Result<()> {
-    let response = reqwest::Client::new()
-        .post(graphql_url)
-        .header("authorization", token)
-        .json(&json!({"query": SEND_PROMPT, "variables": variables}))
-        .send()
-        .await?;
-    let status = response.status();
-    let body: Value = response.json().await?;
-    if !status.is_success() || body.get("errors").is_some() {
-        bail!("sendPrompt was refused ({status}): {}", body["errors"]);
     }
     Ok(())
 }
