@@ -359,7 +359,7 @@ async fn amplify_sees_expired_and_forged_tokens_refused() {
         return;
     };
     let stack = stack().await;
-    let now = now_secs();
+    let now = devstack::cognito::now_secs();
     let expired = stack.user_pool.mint_id_token("alice", &[], now - 7200);
     let forger = devstack::cognito::UserPool::new(
         &format!("http://{}", stack.addr),

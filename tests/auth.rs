@@ -69,7 +69,7 @@ async fn publish_chunk_with_iam_is_delivered_and_a_bad_signature_is_refused() {
 #[tokio::test]
 async fn expired_forged_and_missing_tokens_are_refused_over_http() {
     let stack = stack().await;
-    let now = now_secs();
+    let now = devstack::cognito::now_secs();
     let expired = stack.user_pool.mint_id_token("alice", &[], now - 7200);
     let other_key = devstack::cognito::new_key().expect("key");
     let forger = devstack::cognito::UserPool::new(
@@ -112,7 +112,7 @@ async fn a_forged_token_gets_a_connection_error_on_the_socket() {
         devstack::DEV_CLIENT_ID,
         &devstack::cognito::new_key().expect("key"),
     );
-    let forged = forger.mint_id_token("alice", &[], now_secs());
+    let forged = forger.mint_id_token("alice", &[], devstack::cognito::now_secs());
     let refused = RealtimeClient::connect(
         &stack.realtime_url(),
         &stack.graphql_url(),

@@ -202,6 +202,14 @@ impl UserPool {
     }
 }
 
+/// Now, in seconds since the epoch, as JWT times are written.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
 /// The stable `sub` of a dev user: a UUID-shaped digest of the name.
 pub fn sub_for(username: &str) -> String {
     let d = Sha256::digest(format!("devstack-user:{username}").as_bytes());

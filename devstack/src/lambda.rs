@@ -300,20 +300,17 @@ fn lambda_environment(config: &LambdaConfig, runtime_api: &str) -> Vec<(String, 
 /// A worker's stdout and stderr become the function's log, line by line.
 fn forward_logs(child: &mut Child, worker: usize) {
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "lambda", worker, "{line}");
-            }
-        });
+        tokio::spawn(forward_lines(out, worker));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "lambda", worker, "{line}");
-            }
-        });
+        tokio::spawn(forward_lines(err, worker));
+    }
+}
+
+async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, worker: usize) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "lambda", worker, "{line}");
     }
 }
 

@@ -211,11 +211,8 @@ impl Stack {
 
     /// A fresh ID token for a dev user.
     pub fn token(&self, username: &str) -> String {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        self.user_pool.mint_id_token(username, &[], now)
+        self.user_pool
+            .mint_id_token(username, &[], cognito::now_secs())
     }
 
     /// Stops the workers and the server.
@@ -280,17 +277,12 @@ async fn verify_bedrock_signature(
         body: &bytes,
     };
     if let Err(e) = sigv4::verify(&signed, "bedrock", &users, SystemTime::now()) {
-        let error_type = match e {
-            sigv4::SigV4Error::UnknownAccessKey => "UnrecognizedClientException",
-            sigv4::SigV4Error::Mismatch => "InvalidSignatureException",
-            _ => "AccessDeniedException",
-        };
         let mut response = (
             StatusCode::FORBIDDEN,
             axum::Json(json!({"message": e.to_string()})),
         )
             .into_response();
-        if let Ok(v) = error_type.parse() {
+        if let Ok(v) = e.error_type().parse() {
             response.headers_mut().insert("x-amzn-errortype", v);
         }
         return response;

@@ -76,6 +76,17 @@ pub enum SigV4Error {
     Mismatch,
 }
 
+impl SigV4Error {
+    /// The AWS error type a service answers with (`x-amzn-ErrorType`).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            SigV4Error::UnknownAccessKey => "UnrecognizedClientException",
+            SigV4Error::Mismatch => "InvalidSignatureException",
+            _ => "IncompleteSignatureException",
+        }
+    }
+}
+
 /// The parts of a request that a signature covers.
 pub struct SignedRequest<'a> {
     pub method: &'a str,

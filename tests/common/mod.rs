@@ -137,11 +137,3 @@ pub fn iam_headers(stack: &Stack, body: &[u8], secret: &str) -> Vec<(String, Str
         .chain(signed)
         .collect()
 }
-
-/// Seconds since the epoch, as JWT times are written.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}

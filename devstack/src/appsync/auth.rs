@@ -81,14 +81,9 @@ impl AuthError {
 
 impl From<SigV4Error> for AuthError {
     fn from(e: SigV4Error) -> Self {
-        let error_type = match e {
-            SigV4Error::UnknownAccessKey => "UnrecognizedClientException",
-            SigV4Error::Mismatch => "InvalidSignatureException",
-            _ => "IncompleteSignatureException",
-        };
         Self {
             status: 403,
-            error_type,
+            error_type: e.error_type(),
             message: e.to_string(),
         }
     }

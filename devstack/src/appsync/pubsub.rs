@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::AppSync;
 use super::auth::Caller;
-use super::filter::{Filter, argument_filter};
+use super::filter::Filter;
 use super::operation::{GqlError, Selected};
 use super::schema::TypeRef;
 
@@ -131,9 +131,4 @@ fn data_message(appsync: &AppSync, sub: &Subscription, result: &Value) -> Option
         return None;
     }
     Some(message)
-}
-
-/// The filter a subscription's arguments imply.
-pub fn filter_from_arguments(arguments: &Map<String, Value>) -> Option<Filter> {
-    argument_filter(arguments)
 }

@@ -28,9 +28,10 @@ use tokio::sync::mpsc;
 use super::AppSync;
 use super::auth::{AuthError, Caller};
 use super::execute::is_authorized;
+use super::filter::argument_filter;
 use super::operation::Selected;
 use super::operation::{GraphQLRequest, OperationKind, prepare};
-use super::pubsub::{RegisterError, Subscription, filter_from_arguments};
+use super::pubsub::{RegisterError, Subscription};
 use super::resolvers::ResolveRequest;
 
 const SUBPROTOCOL: &str = "graphql-ws";
@@ -348,7 +349,7 @@ fn register(
         id: id.to_owned(),
         ty: def.ty.clone(),
         mutations: appsync.schema.subscribed_mutations(def),
-        argument_filter: filter_from_arguments(&selected.arguments),
+        argument_filter: argument_filter(&selected.arguments),
         enhanced_filter,
         selected,
         caller,

@@ -94,7 +94,7 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     );
     println!(
         "{}",
-        pool.mint_id_token(&args.user, &args.groups, now_secs())
+        pool.mint_id_token(&args.user, &args.groups, crate::cognito::now_secs())
     );
     Ok(())
 }
@@ -102,13 +102,6 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 /// The pool key kept in the state directory, so tokens outlive a restart.
 fn key_path() -> PathBuf {
     crate::state_dir().join("cognito-pool-key.pem")
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 /// This executable, re-run as a Lambda worker.
