@@ -182,12 +182,26 @@ async function settle<T>(request: Promise<GraphQLResult<T>>): Promise<T> {
     if (result.errors?.length) throw result;
     return result.data;
   } catch (error) {
-    throw new ChatError(describeError(error));
+    throw new ChatError(describeError(error), !isInvalidRequest(error));
   }
 }
 
+// A request AppSync refused as invalid: sending it again as is cannot help.
+function isInvalidRequest(error: unknown): boolean {
+  const errors = (error as { errors?: { errorType?: string }[] })?.errors;
+  return Array.isArray(errors) && errors.some(e => /Validation|BadRequest|MalformedHttpRequest/i.test(e.errorType ?? ''));
+}
+
 /** A failed request, with a message fit to show the user. */
-export class ChatError extends Error {}
+export class ChatError extends Error {
+  constructor(
+    message: string,
+    /** False when the same request would be refused again. */
+    readonly retryable = true,
+  ) {
+    super(message);
+  }
+}
 
 // Amplify rejects with `{ data, errors: [{ message, errorType }] }` for GraphQL
 // errors, or with an `Error` for everything else.

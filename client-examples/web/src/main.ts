@@ -246,7 +246,7 @@ function markInterrupted(turnIds: string[]): void {
   for (const id of turnIds) {
     const turn = turns.get(id);
     if (turn?.state === 'streaming' && !lostTurns.has(id)) {
-      failTurn(turn, 'interrupted', 'The connection was lost before the answer finished.', true);
+      failTurn(turn, 'interrupted', 'The rest of the answer was missed while the connection was down.', true);
       view.render(turn);
     }
   }
@@ -272,8 +272,8 @@ async function send(): Promise<void> {
       ...(modelId && { modelId }),
     });
   } catch (error) {
-    const message = error instanceof ChatError ? error.message : 'The prompt could not be sent.';
-    failTurn(turn, 'error', `Not sent: ${message}`, true);
+    const known = error instanceof ChatError;
+    failTurn(turn, 'error', `Not sent: ${known ? error.message : 'the prompt could not be sent.'}`, known ? error.retryable : true);
     view.render(turn);
     updateComposer();
   }

@@ -42,7 +42,8 @@ export class TurnsView {
     el.usage.hidden = !turn.usage;
 
     if (turn.error) {
-      el.error.textContent = turn.error.retryable ? `${turn.error.message} You can try again.` : turn.error.message;
+      const { message, retryable } = turn.error;
+      el.error.textContent = retryable && !/try again/i.test(message) ? `${message} You can try again.` : message;
     }
     el.error.hidden = !turn.error;
     if (stick) this.scrollToBottom();
