@@ -60,8 +60,8 @@ async function fetchDevToken(config: DevstackConfig, username: string): Promise<
   const url = new URL(config.tokenUrl, window.location.href);
   url.searchParams.set('username', username);
   const response = await fetch(url, { cache: 'no-store' });
-  if (!response.ok) throw new Error(`The devstack refused a token for "${username}" (HTTP ${response.status}).`);
-  const body = (await response.json()) as { idToken?: string; expiresIn?: number };
+  const body = (await response.json().catch(() => ({}))) as { idToken?: string; expiresIn?: number; message?: string };
+  if (!response.ok) throw new Error(body.message ?? `The devstack refused a token for "${username}" (HTTP ${response.status}).`);
   if (!body.idToken) throw new Error('The devstack answered without a token.');
   const exp = decodeJWT(body.idToken).payload.exp;
   const expiresAt = typeof exp === 'number' ? exp * 1000 : Date.now() + (body.expiresIn ?? 3600) * 1000;
