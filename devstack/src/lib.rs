@@ -2,6 +2,10 @@
 //! and Bedrock stand-ins that speak the services' own wire protocols, on one
 //! port, so the whole data path runs on one machine:
 //!
+//! With a certificate ([`StackConfig::tls`]) the same API also listens over
+//! HTTPS / `wss://` on a second port, which browsers and Amplify need, and
+//! serves the web chat page there.
+//!
 //! ```text
 //! client --sendPrompt--> AppSync --Invoke(Event)--> Lambda (resolver process)
 //! resolver --ConverseStream--> Bedrock (smollm2 | scripted)
@@ -15,6 +19,8 @@ pub mod cli;
 pub mod cognito;
 pub mod lambda;
 pub mod sigv4;
+pub mod tls;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -86,6 +92,14 @@ pub struct StackConfig {
     /// files it names) is read from; `None` uses the copy of `infra/`
     /// compiled into the devstack.
     pub infra_dir: Option<PathBuf>,
+    /// Also serve everything over HTTPS / `wss://` with this certificate, on
+    /// [`Self::tls_bind`]; the web page is served there too.
+    pub tls: Option<tls::DevCertificate>,
+    /// Where the HTTPS listener listens; port 0 picks a free one.
+    pub tls_bind: SocketAddr,
+    /// The built web chat (`client-examples/web/dist`), served at `/` of the
+    /// HTTPS listener.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl StackConfig {
@@ -105,6 +119,9 @@ impl StackConfig {
             max_retry_attempts: 2,
             retry_delay: Duration::from_secs(1),
             infra_dir: None,
+            tls: None,
+            tls_bind: SocketAddr::from(([127, 0, 0, 1], 4443)),
+            web_dir: None,
         }
     }
 }
@@ -112,11 +129,14 @@ impl StackConfig {
 /// A running stack.
 pub struct Stack {
     pub addr: SocketAddr,
+    /// The HTTPS listener's address, when [`StackConfig::tls`] was given.
+    pub tls_addr: Option<SocketAddr>,
     pub user_pool: UserPool,
     pub appsync: Arc<AppSync>,
     pub lambda: LambdaService,
     pub bedrock: BedrockState,
     server: JoinHandle<()>,
+    tls_server: Option<axum_server::Handle<SocketAddr>>,
 }
 
 impl Stack {
@@ -179,6 +199,15 @@ impl Stack {
                 &jwks_path,
                 get(move || async move { cognito::jwks_response(&pool) }),
             );
+        let (tls_addr, tls_server) = match &config.tls {
+            Some(certificate) => {
+                let web = web::router(user_pool.clone(), config.web_dir.clone());
+                let (addr, handle) =
+                    serve_tls(config.tls_bind, certificate, app.clone().merge(web)).await?;
+                (Some(addr), Some(handle))
+            }
+            None => (None, None),
+        };
         let server = tokio::spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, service).await {
@@ -191,6 +220,8 @@ impl Stack {
             .context("could not start the Lambda workers")?;
         Ok(Stack {
             addr,
+            tls_addr,
+            tls_server,
             user_pool,
             appsync,
             lambda,
@@ -209,6 +240,11 @@ impl Stack {
         format!("ws://{}/graphql/realtime", self.addr)
     }
 
+    /// `https://HOST:PORT/`, the web page's origin, when TLS is on.
+    pub fn https_url(&self) -> Option<String> {
+        self.tls_addr.map(|a| format!("https://{a}/"))
+    }
+
     /// A fresh ID token for a dev user.
     pub fn token(&self, username: &str) -> String {
         self.user_pool
@@ -219,7 +255,38 @@ impl Stack {
     pub async fn shutdown(self) {
         self.lambda.stop_workers().await;
         self.server.abort();
+        if let Some(handle) = self.tls_server {
+            handle.shutdown();
+        }
     }
+}
+
+/// Serves `app` over TLS on `bind`; returns the bound address and the handle
+/// that stops it.
+async fn serve_tls(
+    bind: SocketAddr,
+    certificate: &tls::DevCertificate,
+    app: Router,
+) -> anyhow::Result<(SocketAddr, axum_server::Handle<SocketAddr>)> {
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_pem(
+        certificate.cert_pem.clone().into_bytes(),
+        certificate.key_pem.clone().into_bytes(),
+    )
+    .await
+    .context("the devstack certificate was refused")?;
+    let listener =
+        std::net::TcpListener::bind(bind).with_context(|| format!("could not listen on {bind}"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle.clone());
+    tokio::spawn(async move {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = server.serve(service).await {
+            tracing::error!(error = %e, "devstack HTTPS server stopped");
+        }
+    });
+    Ok((addr, handle))
 }
 
 /// The static dev IAM user every signed request is checked against.

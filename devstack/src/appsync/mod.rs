@@ -67,6 +67,8 @@ pub struct AppSync {
     /// Mutations and bytes received from publishers.
     pub publish_stats: faults::PublishStats,
     next_connection: AtomicU64,
+    /// Bumped by [`AppSync::drop_realtime_connections`]; every open socket watches it.
+    realtime_drops: tokio::sync::watch::Sender<u64>,
 }
 
 impl AppSync {
@@ -85,7 +87,15 @@ impl AppSync {
             publish_faults: faults::PublishFaults::default(),
             publish_stats: faults::PublishStats::default(),
             next_connection: AtomicU64::new(1),
+            realtime_drops: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Cuts every open real-time socket at once, without a close frame or a
+    /// `complete`, as a lost network or a service-side reset does; clients
+    /// must reconnect and subscribe again (a fault for tests).
+    pub fn drop_realtime_connections(&self) {
+        self.realtime_drops.send_modify(|n| *n += 1);
     }
 
     /// A completer of results for `caller`.

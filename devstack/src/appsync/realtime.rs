@@ -139,7 +139,13 @@ async fn connection(
     }
     let id = appsync.next_connection.fetch_add(1, Ordering::Relaxed);
     let mut keep_alive = None;
-    while let Some(Ok(message)) = stream.next().await {
+    let mut drops = appsync.realtime_drops.subscribe();
+    loop {
+        let message = tokio::select! {
+            m = stream.next() => m,
+            _ = drops.changed() => break,
+        };
+        let Some(Ok(message)) = message else { break };
         let text = match message {
             Message::Text(t) => t.to_string(),
             Message::Close(_) => break,

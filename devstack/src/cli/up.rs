@@ -1,6 +1,8 @@
-//! `devstack up`: every stand-in on one port, until Ctrl-C.
+//! `devstack up`: every stand-in on one port (and again over HTTPS on a
+//! second, with the web chat page), until Ctrl-C.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -40,6 +42,13 @@ pub struct UpArgs {
     /// an edited resolver takes effect on restart without a rebuild.
     #[arg(long)]
     infra_dir: Option<std::path::PathBuf>,
+    /// Where the HTTPS listener (API, `wss://` and the web page) listens. Its
+    /// certificate is made on first use and kept in the state directory.
+    #[arg(long, default_value = "127.0.0.1:4443")]
+    tls_bind: SocketAddr,
+    /// The built web chat to serve at `/` of the HTTPS listener.
+    #[arg(long, default_value = "client-examples/web/dist")]
+    web_dir: PathBuf,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -56,6 +65,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .map(parse_model_fault)
         .transpose()?;
     config.infra_dir = args.infra_dir;
+    let tls_dir = crate::state_dir().join("tls");
+    config.tls = Some(crate::tls::DevCertificate::load_or_create(&tls_dir)?);
+    config.tls_bind = args.tls_bind;
+    let web_page = args.web_dir.join("index.html").is_file();
+    config.web_dir = web_page.then(|| args.web_dir.clone());
     let stack = Stack::start(config).await?;
     stack
         .appsync
@@ -76,6 +90,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("devstack is up\n");
     println!("  AppSync GraphQL   {}", stack.graphql_url());
     println!("  AppSync real-time {}", stack.realtime_url());
+    if let Some(tls) = stack.tls_addr {
+        println!("  over HTTPS        https://{tls}/graphql  wss://{tls}/graphql/realtime");
+        println!(
+            "  its CA            {}",
+            crate::tls::DevCertificate::ca_path(&tls_dir).display()
+        );
+    }
     println!("  Cognito issuer    {}", stack.user_pool.issuer());
     println!(
         "  Cognito JWKS      {}/.well-known/jwks.json",
@@ -100,6 +121,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  ID token for alice (one hour; more with `devstack token --user NAME`):\n{}\n",
         stack.token("alice")
     );
+    match (stack.https_url(), web_page) {
+        (Some(url), true) => println!(
+            "  Web chat          {url}?user=alice  (the certificate is the devstack's own: trust its CA or accept the warning)\n"
+        ),
+        (Some(_), false) => println!(
+            "  Web chat          not served: no {} (build it: cd client-examples/web && npm install && npm run build)\n",
+            args.web_dir.join("index.html").display()
+        ),
+        (None, _) => {}
+    }
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c().await?;
     stack.shutdown().await;
