@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The `onChunk` subscription, selecting every field of `Chunk`.
@@ -30,7 +30,7 @@ pub const CANCEL_TURN: &str = "mutation CancelTurn($conversationId: ID!, $turnId
 }";
 
 /// Token counts of a finished turn.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceivedUsage {
     pub input_tokens: u64,
@@ -39,7 +39,7 @@ pub struct ReceivedUsage {
 }
 
 /// Why a turn failed, as a user may see it.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceivedError {
     pub error_type: String,
@@ -47,8 +47,9 @@ pub struct ReceivedError {
     pub retryable: bool,
 }
 
-/// One chunk as a subscriber receives it.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// One chunk as a subscriber receives it; serializes back to the schema's
+/// camelCase field names.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceivedChunk {
     pub conversation_id: String,
@@ -110,15 +111,22 @@ impl TurnAssembler {
     }
 }
 
-/// Why [`send_prompt`] failed.
+/// Why [`send_prompt`] or [`cancel_turn`] failed.
 #[derive(Debug, thiserror::Error)]
-pub enum SendPromptError {
+pub enum MutationError {
     #[error("could not reach AppSync: {0}")]
     Transport(#[from] reqwest::Error),
     /// AppSync answered with a non-2xx status or `errors` (e.g. a `ValidationException`).
-    #[error("sendPrompt was refused ({status}): {errors}")]
-    Refused { status: u16, errors: Value },
+    #[error("{mutation} was refused ({status}): {errors}")]
+    Refused {
+        mutation: &'static str,
+        status: u16,
+        errors: Value,
+    },
 }
+
+/// The error of [`send_prompt`], by its older name.
+pub type SendPromptError = MutationError;
 
 /// Sends `sendPrompt` over HTTP as a signed-in user (`token`: the user pool's
 /// raw JWT, as AppSync's `Authorization` header takes it). Returns the `Turn`
@@ -128,20 +136,63 @@ pub async fn send_prompt(
     graphql_url: &str,
     token: &str,
     variables: Value,
-) -> Result<Value, SendPromptError> {
+) -> Result<Value, MutationError> {
+    mutate(
+        http,
+        graphql_url,
+        token,
+        SEND_PROMPT,
+        "sendPrompt",
+        variables,
+    )
+    .await
+}
+
+/// Sends `cancelTurn` over HTTP as the turn's owner (`token` as for
+/// [`send_prompt`]). Returns the `Cancellation`; the turn then ends with a
+/// terminal chunk whose `stopReason` is `cancelled`.
+pub async fn cancel_turn(
+    http: &reqwest::Client,
+    graphql_url: &str,
+    token: &str,
+    conversation_id: &str,
+    turn_id: &str,
+) -> Result<Value, MutationError> {
+    let variables = json!({"conversationId": conversation_id, "turnId": turn_id});
+    mutate(
+        http,
+        graphql_url,
+        token,
+        CANCEL_TURN,
+        "cancelTurn",
+        variables,
+    )
+    .await
+}
+
+/// POSTs one mutation with the user's token; returns `data.<field>`.
+async fn mutate(
+    http: &reqwest::Client,
+    graphql_url: &str,
+    token: &str,
+    query: &str,
+    field: &'static str,
+    variables: Value,
+) -> Result<Value, MutationError> {
     let response = http
         .post(graphql_url)
         .header("authorization", token)
-        .json(&json!({"query": SEND_PROMPT, "variables": variables}))
+        .json(&json!({"query": query, "variables": variables}))
         .send()
         .await?;
     let status = response.status().as_u16();
     let body: Value = response.json().await?;
-    match body.pointer("/data/sendPrompt") {
-        Some(turn) if (200..300).contains(&status) && body.get("errors").is_none() => {
-            Ok(turn.clone())
+    match body.get("data").and_then(|data| data.get(field)) {
+        Some(result) if (200..300).contains(&status) && body.get("errors").is_none() => {
+            Ok(result.clone())
         }
-        _ => Err(SendPromptError::Refused {
+        _ => Err(MutationError::Refused {
+            mutation: field,
             status,
             errors: body.get("errors").cloned().unwrap_or(Value::Null),
         }),
