@@ -1,0 +1,195 @@
+//! Place in the data path: AppSync -> **subscriber**. `appsync-chat`, a
+//! terminal chat client: type a prompt, watch the answer stream in.
+//!
+//! The order that makes streaming reliable, and the shape to copy into any
+//! client (web, mobile, terminal):
+//! 1. open the real-time WebSocket and subscribe to `onChunk` for the
+//!    conversation ONCE, waiting for `start_ack` (`subscribe` does);
+//! 2. for each prompt, send `sendPrompt` over HTTP with a turn id chosen here,
+//!    so the turn's chunks can be told apart from any other turn's;
+//! 3. print that turn's chunks in `seq` order (dropping repeats) until the
+//!    terminal chunk (`done: true`).
+//!
+//! Ctrl-C during a turn sends `cancelTurn`; Ctrl-C at the prompt quits.
+
+mod input;
+mod output;
+mod turn;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bedrock_appsync_stream::client::ON_CHUNK;
+use bedrock_appsync_stream::config::realtime_url_for;
+use bedrock_appsync_stream::realtime::{
+    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription,
+};
+use clap::Parser;
+use serde_json::{Value, json};
+
+use crate::output::Output;
+use crate::turn::{Session, TurnEnd};
+
+/// The exit status after Ctrl-C, as shells report a SIGINT (128 + 2).
+const INTERRUPTED: u8 = 130;
+
+/// Chat with a model through an AppSync API, streaming each answer.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The API's GraphQL URL, e.g. https://<id>.appsync-api.<region>.amazonaws.com/graphql.
+    #[arg(long, env = "APPSYNC_GRAPHQL_URL")]
+    graphql_url: String,
+    /// The API's real-time URL; derived from --graphql-url when absent.
+    #[arg(long)]
+    realtime_url: Option<String>,
+    /// A Cognito user pool ID token (the raw JWT).
+    #[arg(long, env = "COGNITO_ID_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The conversation to talk in; a new one (a fresh UUID) when absent.
+    #[arg(long)]
+    conversation_id: Option<String>,
+    /// The Bedrock model id; the API's default when absent.
+    #[arg(long)]
+    model_id: Option<String>,
+    /// Most output tokens per answer (1 to 8192).
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Print every chunk as one JSON line on stdout instead of the text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match chat(args).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("appsync-chat: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects and subscribes once, then runs one turn per line of stdin.
+async fn chat(args: Args) -> anyhow::Result<ExitCode> {
+    // Listen for Ctrl-C first, so it never kills the program mid-turn.
+    let mut interrupts = input::interrupts();
+    let realtime_url = match &args.realtime_url {
+        Some(url) => url.clone(),
+        None => realtime_url_for(&args.graphql_url)
+            .with_context(|| format!("{} is not an http(s) URL", args.graphql_url))?,
+    };
+    let client = connect(&realtime_url, &args).await?;
+    let conversation_id = args
+        .conversation_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let subscription = subscribe(&client, &conversation_id).await?;
+    let mut session = Session {
+        http: reqwest::Client::new(),
+        graphql_url: args.graphql_url,
+        token: args.token,
+        conversation_id,
+        model_id: args.model_id,
+        max_tokens: args.max_tokens,
+        client,
+        subscription,
+        output: Output { json: args.json },
+    };
+    let mut prompts = input::prompts();
+    loop {
+        input::show_prompt();
+        let line = tokio::select! {
+            line = prompts.recv() => line,
+            Some(()) = interrupts.recv() => return Ok(ExitCode::from(INTERRUPTED)),
+        };
+        // End of input: the conversation is over.
+        let Some(line) = line else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let prompt = line.trim();
+        if prompt.is_empty() {
+            continue;
+        }
+        if session.run(prompt, &mut interrupts).await? == TurnEnd::Quit {
+            return Ok(ExitCode::from(INTERRUPTED));
+        }
+    }
+}
+
+/// Opens the real-time WebSocket, authorized with the user's ID token.
+async fn connect(realtime_url: &str, args: &Args) -> anyhow::Result<RealtimeClient> {
+    RealtimeClient::connect(
+        realtime_url,
+        &args.graphql_url,
+        RealtimeAuth::Token(args.token.clone()),
+        HeaderTransport::Subprotocol,
+    )
+    .await
+    .map_err(|error| explain(error, realtime_url))
+}
+
+/// Subscribes to the conversation's chunks; returns after `start_ack`.
+async fn subscribe(client: &RealtimeClient, conversation_id: &str) -> anyhow::Result<Subscription> {
+    client
+        .subscribe(ON_CHUNK, json!({ "conversationId": conversation_id }))
+        .await
+        .map_err(|error| match error {
+            RealtimeError::Subscription(errors) => anyhow::anyhow!(
+                "AppSync refused the onChunk subscription: {}",
+                describe_errors(&errors)
+            ),
+            other => anyhow::anyhow!("could not subscribe: {other}"),
+        })
+}
+
+/// A one-line, actionable message for a failed connection.
+fn explain(error: RealtimeError, realtime_url: &str) -> anyhow::Error {
+    match error {
+        RealtimeError::ConnectionRefused(errors) => {
+            let hint = if error_type_of(&errors).contains("Unauthorized") {
+                " (is --token a current Cognito ID token of this API's user pool?)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "AppSync refused the connection: {}{hint}",
+                describe_errors(&errors)
+            )
+        }
+        RealtimeError::Connect(reason) => {
+            anyhow::anyhow!("could not reach the real-time endpoint {realtime_url}: {reason}")
+        }
+        other => anyhow::anyhow!("could not connect to {realtime_url}: {other}"),
+    }
+}
+
+/// The `errorType` of the first error in AppSync's `errors` array.
+fn error_type_of(errors: &Value) -> &str {
+    errors
+        .pointer("/0/errorType")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// AppSync's `errors` array as `Type: message; Type: message`.
+pub fn describe_errors(errors: &Value) -> String {
+    let Some(list) = errors.as_array().filter(|list| !list.is_empty()) else {
+        return errors.to_string();
+    };
+    list.iter()
+        .map(|e| {
+            let kind = e.get("errorType").and_then(Value::as_str);
+            let message = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            match kind {
+                Some(kind) => format!("{kind}: {message}"),
+                None => message.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
