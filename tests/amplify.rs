@@ -16,8 +16,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -26,10 +25,6 @@ use devstack::Stack;
 use devstack::bedrock::scripted_answer;
 use devstack::cognito::sub_for;
 use serde_json::{Value, json};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// How long one run of `run.mjs` may take.
 const NODE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -47,104 +42,20 @@ fn node() -> Option<&'static Node> {
         if std::env::var("AMPLIFY_TEST").as_deref() == Ok("skip") {
             return None;
         }
-        Some(install())
+        let major = node::node_major("AMPLIFY_TEST");
+        // ES modules resolve packages from the script's own directory, not
+        // from `NODE_PATH`, so the script runs from the install.
+        let dir = node::install(
+            &node::repo().join("tests/amplify/package.json"),
+            "amplify-node",
+        );
+        let script = node::copy_script(&node::repo().join("tests/amplify/run.mjs"), &dir);
+        Some(Node {
+            args: node::websocket_args(major),
+            script,
+        })
     })
     .as_ref()
-}
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "`{program}` is needed for the Amplify client tests (Node 20+ with npm): {e}; \
-             set AMPLIFY_TEST=skip to skip them"
-            )
-        });
-    assert!(
-        output.status.success(),
-        "`{program} {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Installs the pinned `aws-amplify` into `target/amplify-node` unless it is
-/// there already, and copies `run.mjs` next to it (ES modules resolve packages
-/// from the script's own directory, not from `NODE_PATH`).
-fn install() -> Node {
-    let version = command_output("node", &["--version"]);
-    let major: u32 = version
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or_default();
-    assert!(major >= 20, "Node 20+ is needed, found {version}");
-    command_output("npm", &["--version"]);
-
-    let manifest: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("tests/amplify/package.json")).expect("package.json"),
-    )
-    .expect("package.json is JSON");
-    let pin = manifest["dependencies"]["aws-amplify"]
-        .as_str()
-        .expect("aws-amplify pinned in tests/amplify/package.json");
-    assert!(
-        pin.chars().all(|c| c.is_ascii_digit() || c == '.'),
-        "aws-amplify must be pinned to an exact version, not {pin}"
-    );
-    let spec = format!("aws-amplify@{pin}");
-
-    let dir = repo().join("target/amplify-node");
-    let installed = std::fs::read_to_string(dir.join(".pin")).ok();
-    if installed.as_deref() != Some(spec.as_str()) {
-        // Install beside the final place, then move it there, so a concurrent
-        // run never sees a half-installed directory.
-        let staging = repo().join(format!("target/amplify-node.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).expect("staging directory");
-        std::fs::write(
-            staging.join("package.json"),
-            json!({"name": "amplify-node", "private": true, "type": "module"}).to_string(),
-        )
-        .expect("package.json");
-        let status = Command::new("npm")
-            .args(["install", "--prefix"])
-            .arg(&staging)
-            .args([
-                "--save-exact",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                &spec,
-            ])
-            .status()
-            .expect("npm runs");
-        assert!(status.success(), "npm install {spec} failed ({status})");
-        std::fs::write(staging.join(".pin"), &spec).expect(".pin");
-        let _ = std::fs::remove_dir_all(&dir);
-        if std::fs::rename(&staging, &dir).is_err() {
-            // Another run moved its copy in first; use that one.
-            let _ = std::fs::remove_dir_all(&staging);
-        }
-    }
-    let script = dir.join("run.mjs");
-    let source = std::fs::read(repo().join("tests/amplify/run.mjs")).expect("run.mjs");
-    // Written through a temporary name: tests in parallel each copy it.
-    let temporary = dir.join(format!("run.mjs.{}", std::process::id()));
-    std::fs::write(&temporary, source).expect("copy run.mjs");
-    std::fs::rename(&temporary, &script).expect("copy run.mjs");
-
-    // Node 22 has a global WebSocket; Node 20 and 21 need the flag.
-    let args = if major < 22 {
-        vec!["--experimental-websocket".to_owned()]
-    } else {
-        Vec::new()
-    };
-    Node { args, script }
 }
 
 /// Runs one scenario of `run.mjs`; returns its JSON lines and whether it
@@ -185,11 +96,18 @@ fn one<'a>(lines: &'a [Value], event: &str) -> &'a Value {
     found[0]
 }
 
+/// The API over HTTPS, as Amplify needs it (it only opens `wss://` sockets),
+/// with Node trusting the devstack's CA.
 fn base_env(stack: &Stack) -> Vec<(&'static str, String)> {
     vec![
-        ("GRAPHQL_URL", stack.graphql_url()),
+        ("GRAPHQL_URL", stack.https_graphql_url().expect("TLS")),
         ("REGION", devstack::DEV_REGION.to_owned()),
+        ("NODE_EXTRA_CA_CERTS", ca_file(stack).display().to_string()),
     ]
+}
+
+fn tls_host(stack: &Stack) -> String {
+    stack.tls_addr.expect("TLS").to_string()
 }
 
 /// Amplify opened the real-time URL it derives from a custom-domain endpoint
@@ -199,12 +117,12 @@ fn assert_amplify_socket(stack: &Stack, lines: &[Value]) -> Value {
     let socket = one(lines, "socket");
     assert_eq!(
         socket["url"],
-        format!("wss://{}/graphql/realtime", stack.addr),
+        format!("wss://{}/graphql/realtime", tls_host(stack)),
         "Amplify's real-time URL"
     );
     assert_eq!(socket["hasQuery"], false);
     assert_eq!(socket["protocols"], json!(["graphql-ws", "header-…"]));
-    assert_eq!(socket["header"]["host"], stack.addr.to_string());
+    assert_eq!(socket["header"]["host"], tls_host(stack));
     socket["header"].clone()
 }
 
@@ -215,7 +133,7 @@ async fn amplify_streams_a_whole_turn_with_user_pool_auth() {
         return;
     };
     // Paced, so the answer arrives in several chunks.
-    let stack = stack_with(|c| c.bedrock.scripted_tokens_per_second = 200.0).await;
+    let stack = tls_stack_with(|c| c.bedrock.scripted_tokens_per_second = 200.0).await;
     let prompt = "What is AWS Lambda?";
     let max_tokens = 80;
     let mut env = base_env(&stack);
@@ -232,7 +150,7 @@ async fn amplify_streams_a_whole_turn_with_user_pool_auth() {
     let header = assert_amplify_socket(&stack, &lines);
     assert_eq!(
         header,
-        json!({"Authorization": "<string>", "host": stack.addr.to_string()})
+        json!({"Authorization": "<string>", "host": tls_host(&stack)})
     );
     let states: Vec<&Value> = events(&lines, "connectionState")
         .iter()
@@ -285,7 +203,7 @@ async fn amplify_iam_subscriber_receives_a_cancellation() {
         eprintln!("skipped: AMPLIFY_TEST=skip");
         return;
     };
-    let stack = stack().await;
+    let stack = tls_stack_with(|_| {}).await;
     let mut env = base_env(&stack);
     env.extend([
         ("TOKEN", stack.token("alice")),
@@ -358,7 +276,7 @@ async fn amplify_sees_expired_and_forged_tokens_refused() {
         eprintln!("skipped: AMPLIFY_TEST=skip");
         return;
     };
-    let stack = stack().await;
+    let stack = tls_stack_with(|_| {}).await;
     let now = devstack::cognito::now_secs();
     let expired = stack.user_pool.mint_id_token("alice", &[], now - 7200);
     let forger = devstack::cognito::UserPool::new(

@@ -131,6 +131,8 @@ pub struct Stack {
     pub addr: SocketAddr,
     /// The HTTPS listener's address, when [`StackConfig::tls`] was given.
     pub tls_addr: Option<SocketAddr>,
+    /// Its certificate (clients trust `ca_pem`).
+    pub certificate: Option<tls::DevCertificate>,
     pub user_pool: UserPool,
     pub appsync: Arc<AppSync>,
     pub lambda: LambdaService,
@@ -221,6 +223,7 @@ impl Stack {
         Ok(Stack {
             addr,
             tls_addr,
+            certificate: config.tls,
             tls_server,
             user_pool,
             appsync,
@@ -243,6 +246,12 @@ impl Stack {
     /// `https://HOST:PORT/`, the web page's origin, when TLS is on.
     pub fn https_url(&self) -> Option<String> {
         self.tls_addr.map(|a| format!("https://{a}/"))
+    }
+
+    /// `https://HOST:PORT/graphql`, the GraphQL URL over TLS, when TLS is on
+    /// (Amplify derives `wss://HOST:PORT/graphql/realtime` from it).
+    pub fn https_graphql_url(&self) -> Option<String> {
+        self.tls_addr.map(|a| format!("https://{a}/graphql"))
     }
 
     /// A fresh ID token for a dev user.

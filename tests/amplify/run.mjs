@@ -3,7 +3,7 @@
 // `client.graphql(...)` for queries, mutations and subscriptions.
 //
 // Run by `tests/amplify.rs`, which installs the pinned `aws-amplify` and sets:
-//   GRAPHQL_URL            the API's GraphQL URL (`http://HOST:PORT/graphql`)
+//   GRAPHQL_URL            the API's GraphQL URL (`https://HOST:PORT/graphql`)
 //   REGION                 the API's region
 //   TOKEN                  a Cognito ID token (the custom token provider's token)
 //   ACCESS_KEY_ID, SECRET_ACCESS_KEY   IAM credentials (scenario `iam`)
@@ -17,12 +17,10 @@
 // Everything it observes goes to stdout as one JSON object a line, each with an
 // `event` field; Amplify's own log lines go to stderr.
 //
-// Node has no TLS-less `wss://`: Amplify v6 always turns the endpoint's
-// `http://` into `wss://` (see `getRealtimeEndpointUrl` in
-// `@aws-amplify/api-graphql`), while the devstack serves plain `ws://`. So the
-// WebSocket class Amplify uses is wrapped: it records every URL and subprotocol
-// list Amplify opens (printed as `socket` events) and, for a plain-HTTP
-// endpoint only, opens the same URL with `ws://`. Nothing else is changed.
+// The API is the devstack's HTTPS listener (Node trusts its CA through
+// NODE_EXTRA_CA_CERTS), so Amplify opens its real `wss://` socket unchanged.
+// The WebSocket class Amplify uses is only wrapped to record every URL and
+// subprotocol list Amplify opens (printed as `socket` events).
 
 import { Amplify } from 'aws-amplify';
 import { generateClient } from 'aws-amplify/api';
@@ -72,8 +70,6 @@ const NativeWebSocket = globalThis.WebSocket;
 if (typeof NativeWebSocket !== 'function') {
   throw new Error('run.mjs: this Node has no global WebSocket (Node 22+, or Node 20/21 with --experimental-websocket)');
 }
-const plainHttp = env('GRAPHQL_URL').startsWith('http://');
-
 class RecordingWebSocket extends NativeWebSocket {
   constructor(url, protocols) {
     const requested = String(url);
@@ -84,8 +80,7 @@ class RecordingWebSocket extends NativeWebSocket {
       protocols: list.map(p => (p.startsWith('header-') ? 'header-…' : p)),
       header: headerObject(list),
     });
-    const opened = plainHttp ? requested.replace(/^wss:\/\//, 'ws://') : requested;
-    super(opened, protocols);
+    super(url, protocols);
   }
 }
 globalThis.WebSocket = RecordingWebSocket;

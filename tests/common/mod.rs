@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +38,27 @@ pub async fn stack_with(adjust: impl FnOnce(&mut StackConfig)) -> Stack {
     config.function_environment = vec![("RUST_LOG".into(), "warn".into())];
     adjust(&mut config);
     Stack::start(config).await.expect("the devstack starts")
+}
+
+/// A stack that also serves the API (and the web page, when `adjust` gives
+/// one) over HTTPS / `wss://` with a fresh certificate, on an ephemeral port.
+pub async fn tls_stack_with(adjust: impl FnOnce(&mut StackConfig)) -> Stack {
+    stack_with(|c| {
+        c.tls = Some(devstack::tls::DevCertificate::generate().expect("a certificate"));
+        c.tls_bind = SocketAddr::from(([127, 0, 0, 1], 0));
+        adjust(c)
+    })
+    .await
+}
+
+/// The stack's CA certificate in a file, for `NODE_EXTRA_CA_CERTS` and the like.
+pub fn ca_file(stack: &Stack) -> std::path::PathBuf {
+    let certificate = stack.certificate.as_ref().expect("a stack with TLS");
+    let dir = node::repo().join("target/test-certificates");
+    std::fs::create_dir_all(&dir).expect("certificate directory");
+    let path = dir.join(format!("ca-{}.pem", stack.tls_addr.expect("TLS").port()));
+    std::fs::write(&path, &certificate.ca_pem).expect("CA written");
+    path
 }
 
 pub async fn connect(stack: &Stack, token: &str) -> RealtimeClient {
