@@ -1,0 +1,336 @@
+//! The web example (`client-examples/web`) in a real browser: headless
+//! Chromium, driven by Playwright (`tests/web/browser.mjs`), opens the page the
+//! devstack serves over HTTPS and uses it as a person would. Place in the data
+//! path: AppSync -> **subscriber** (the page, through Amplify JS v6).
+//!
+//! - `browser_streams_an_answer_progressively`: the answer grows on screen in
+//!   several steps, ends as the scripted answer with its stop reason and usage,
+//!   a second turn stays below the first; a screenshot is saved.
+//! - `browser_stop_cancels_a_long_answer`: Stop mid-answer ends the turn
+//!   `cancelled`, short of the whole answer.
+//! - `browser_pages_of_two_users_see_only_their_own_chunks`: alice's and bob's
+//!   pages on one conversation id; bob's page receives nothing of alice's turn.
+//! - `browser_page_reconnects_after_the_socket_drops`: the devstack cuts every
+//!   real-time socket; the page subscribes again and finishes a new turn.
+//!
+//! What it needs is installed on first use: Debian's `chromium`
+//! (`scripts/install-chromium`, root or sudo), the pinned `playwright-core`
+//! into `target/web-driver`, the page's own dependencies into
+//! `target/web-example` where it is built. Screenshots go to
+//! `target/web-screenshots`. `WEB_TEST=skip` skips these tests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::*;
+use devstack::Stack;
+use devstack::bedrock::scripted_answer;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// How long one run of `browser.mjs` may take (it stops itself after 90 s).
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// One browser at a time: the machines this runs on may have two cores, and
+/// the test asserts that text appears progressively.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Everything a scenario needs, once per test binary.
+struct Browser {
+    node_args: Vec<String>,
+    script: PathBuf,
+    chromium: PathBuf,
+    page_dir: PathBuf,
+    screenshots: PathBuf,
+}
+
+fn browser() -> Option<&'static Browser> {
+    static BROWSER: OnceLock<Option<Browser>> = OnceLock::new();
+    BROWSER
+        .get_or_init(|| {
+            if std::env::var("WEB_TEST").as_deref() == Ok("skip") {
+                return None;
+            }
+            let major = node::node_major("WEB_TEST");
+            let driver = node::install(&node::repo().join("tests/web/package.json"), "web-driver");
+            let script = node::copy_script(&node::repo().join("tests/web/browser.mjs"), &driver);
+            let screenshots = node::repo().join("target/web-screenshots");
+            std::fs::create_dir_all(&screenshots).expect("screenshot directory");
+            Some(Browser {
+                node_args: node::websocket_args(major),
+                script,
+                chromium: chromium(),
+                page_dir: build_page(),
+                screenshots,
+            })
+        })
+        .as_ref()
+}
+
+/// `$CHROMIUM`, or Debian's, installed by `scripts/install-chromium` when missing.
+fn chromium() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return PathBuf::from(path);
+    }
+    let output = Command::new(node::repo().join("scripts/install-chromium"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/install-chromium runs");
+    assert!(
+        output.status.success(),
+        "could not install Chromium (root or sudo and Debian's archive are needed); \
+         set CHROMIUM to a browser, or WEB_TEST=skip to skip these tests"
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Builds the page as its README says (`npm install`, `npm run build`), in a
+/// copy under `target/` so the source tree stays clean; returns its `dist/`.
+fn build_page() -> PathBuf {
+    let source = node::repo().join("client-examples/web");
+    let dir = node::install(&source.join("package.json"), "web-example");
+    copy_sources(&source, &dir);
+    let status = Command::new("npm")
+        .args(["run", "build", "--silent"])
+        .current_dir(&dir)
+        .status()
+        .expect("npm runs");
+    assert!(
+        status.success(),
+        "the web example does not build ({status})"
+    );
+    let dist = dir.join("dist");
+    assert!(dist.join("index.html").is_file(), "no dist/index.html");
+    dist
+}
+
+/// Copies the page's sources (not its dependencies, build output or a local
+/// `public/config.json`, which the devstack's own replaces).
+fn copy_sources(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("client-examples/web") {
+        let entry = entry.expect("a directory entry");
+        let name = entry.file_name();
+        let skipped = ["node_modules", "dist", "package.json", "config.json"];
+        if skipped.iter().any(|s| name == *s) {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.path().is_dir() {
+            let _ = std::fs::remove_dir_all(&target);
+            std::fs::create_dir_all(&target).expect("a directory");
+            copy_sources(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("a file copied");
+        }
+    }
+}
+
+/// A stack serving the built page over HTTPS, its scripted model paced at
+/// `tokens_per_second` so a person (and the sampler) can watch it stream.
+async fn page_stack(browser: &Browser, tokens_per_second: f64) -> Stack {
+    tls_stack_with(|c| {
+        c.web_dir = Some(browser.page_dir.clone());
+        c.bedrock.scripted_tokens_per_second = tokens_per_second;
+    })
+    .await
+}
+
+/// Runs one scenario of `browser.mjs` against `stack`. `on_event` sees every
+/// event as it arrives and may answer with a line for the script's stdin.
+/// Returns the events and whether the script succeeded.
+async fn run(
+    browser: &Browser,
+    stack: &Stack,
+    scenario: &str,
+    env: &[(&str, String)],
+    mut on_event: impl FnMut(&Value) -> Option<String>,
+) -> (Vec<Value>, bool) {
+    let _one = ONE_BROWSER.lock().await;
+    let mut command = tokio::process::Command::new("node");
+    command
+        .args(&browser.node_args)
+        .arg(&browser.script)
+        .arg(scenario)
+        .env("PAGE_URL", stack.https_url().expect("TLS"))
+        .env("CHROMIUM", &browser.chromium)
+        .env("SCREENSHOT_DIR", &browser.screenshots)
+        .env_remove("NODE_OPTIONS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("node runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut events = Vec::new();
+    let reading = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("browser.mjs {scenario}: {line}");
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(answer) = on_event(&event) {
+                stdin
+                    .write_all(format!("{answer}\n").as_bytes())
+                    .await
+                    .expect("written to browser.mjs");
+            }
+            events.push(event);
+        }
+        child.wait().await.expect("browser.mjs ends")
+    };
+    let status = tokio::time::timeout(BROWSER_TIMEOUT, reading)
+        .await
+        .unwrap_or_else(|_| panic!("browser.mjs {scenario} timed out"));
+    (events, status.success())
+}
+
+fn one<'a>(events: &'a [Value], name: &str) -> &'a Value {
+    let found: Vec<&Value> = events.iter().filter(|e| e["event"] == name).collect();
+    assert_eq!(found.len(), 1, "one `{name}` event in {events:#?}");
+    found[0]
+}
+
+fn turns(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["event"] == "turn").collect()
+}
+
+/// The turn's text is exactly the scripted model's answer to its prompt.
+fn assert_scripted_answer(turn: &Value, max_tokens: Option<u32>) {
+    let prompt = turn["prompt"].as_str().expect("the turn's prompt");
+    let (text, tokens) = scripted_answer(prompt, max_tokens);
+    assert_eq!(turn["text"], text.as_str(), "the answer on the page");
+    assert_eq!(turn["usage"]["outputTokens"], tokens);
+}
+
+#[tokio::test]
+async fn browser_streams_an_answer_progressively() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let stack = page_stack(browser, 40.0).await;
+    let (events, ok) = run(browser, &stack, "stream", &[], |_| None).await;
+    assert!(ok, "browser.mjs stream failed: {events:#?}");
+
+    let lengths: Vec<u64> = one(&events, "samples")["lengths"]
+        .as_array()
+        .expect("lengths")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let growing: Vec<u64> = lengths.iter().copied().filter(|n| *n > 0).collect();
+    assert!(growing.len() >= 3, "the text grew in {lengths:?}");
+    assert!(growing.windows(2).all(|w| w[0] < w[1]), "{lengths:?}");
+
+    let turn = turns(&events)[0];
+    assert_eq!(turn["state"], "done");
+    assert_eq!(turn["stopReason"], "end_turn");
+    assert_scripted_answer(turn, None);
+    assert!(
+        growing
+            .last()
+            .is_some_and(|n| *n < turn["length"].as_u64().unwrap_or(0)),
+        "a sample was taken before the end: {lengths:?}"
+    );
+    assert_eq!(one(&events, "turns")["count"], 2);
+
+    let shot = PathBuf::from(one(&events, "screenshot")["path"].as_str().expect("path"));
+    let png = std::fs::read(&shot).expect("the screenshot was saved");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is a PNG",
+        shot.display()
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_stop_cancels_a_long_answer() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let max_tokens = 400;
+    // At 20 tokens a second the scripted answer takes several seconds.
+    let stack = page_stack(browser, 20.0).await;
+    let env = [("MAX_TOKENS", max_tokens.to_string())];
+    let (events, ok) = run(browser, &stack, "stop", &env, |_| None).await;
+    assert!(ok, "browser.mjs stop failed: {events:#?}");
+
+    let turn = turns(&events)[0];
+    assert_eq!(turn["state"], "cancelled");
+    assert_eq!(turn["stopReason"], "cancelled");
+    let prompt = turn["prompt"].as_str().expect("prompt");
+    let whole = scripted_answer(prompt, Some(max_tokens)).0;
+    let shown = turn["text"].as_str().expect("text");
+    assert!(
+        !shown.is_empty() && shown.len() < whole.len() && whole.starts_with(shown),
+        "the stopped answer is a part of the whole: {shown:?}"
+    );
+    let stopped = async {
+        while stack.bedrock.active_generations() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("the model stopped generating");
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_pages_of_two_users_see_only_their_own_chunks() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let stack = page_stack(browser, 200.0).await;
+    let (events, ok) = run(browser, &stack, "isolation", &[], |_| None).await;
+    assert!(ok, "browser.mjs isolation failed: {events:#?}");
+    let turn = turns(&events)[0];
+    assert_eq!(turn["state"], "done");
+    assert_scripted_answer(turn, None);
+    assert!(one(&events, "alice")["chunksReceived"].as_u64() > Some(0));
+    assert_eq!(one(&events, "bob")["chunksReceived"], 0);
+    assert_eq!(one(&events, "bob")["turns"], 0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_page_reconnects_after_the_socket_drops() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let stack = page_stack(browser, 200.0).await;
+    let appsync = stack.appsync.clone();
+    let (events, ok) = run(browser, &stack, "reconnect", &[], |event| {
+        (event["event"] == "waiting").then(|| {
+            appsync.drop_realtime_connections();
+            "dropped".to_owned()
+        })
+    })
+    .await;
+    assert!(ok, "browser.mjs reconnect failed: {events:#?}");
+    one(&events, "notReady");
+    one(&events, "readyAgain");
+    let states = &one(&events, "connectionStates")["states"];
+    assert!(
+        states
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s == "ConnectionDisrupted")),
+        "{states}"
+    );
+    let turn = turns(&events)[0];
+    assert_eq!(turn["state"], "done");
+    assert_scripted_answer(turn, None);
+    stack.shutdown().await;
+}
