@@ -14,6 +14,15 @@ pub struct Output {
 }
 
 impl Output {
+    /// Ends a line of answer text cut short (the connection closed), so the
+    /// error message that follows starts on a line of its own.
+    pub fn interrupted(&self) {
+        if !self.json {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout).and_then(|()| stdout.flush());
+        }
+    }
+
     /// Prints one chunk, in `seq` order; flushes so the text streams.
     ///
     /// # Errors
@@ -40,15 +49,7 @@ impl Output {
 /// A short, friendly summary of a finished turn.
 fn status_line(last: &ReceivedChunk) -> String {
     if let Some(error) = &last.error {
-        let again = if error.retryable {
-            " Sending the prompt again may work."
-        } else {
-            ""
-        };
-        return format!(
-            "Sorry, the answer stopped early: {}.{again}",
-            error.message.trim_end_matches('.')
-        );
+        return format!("Sorry, the answer stopped early: {}", error.message);
     }
     let reason = match last.stop_reason.as_deref() {
         Some("cancelled") => "cancelled",

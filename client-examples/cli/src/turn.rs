@@ -72,7 +72,12 @@ impl Session {
                 Some(()) = interrupts.recv() => Event::Interrupt,
             };
             match event {
-                Event::Payload(payload) => self.receive(payload, &turn_id, &mut assembler)?,
+                Event::Payload(payload) => {
+                    if let Err(error) = self.receive(payload, &turn_id, &mut assembler) {
+                        self.output.interrupted();
+                        return Err(error);
+                    }
+                }
                 Event::Interrupt if cancelling => return Ok(TurnEnd::Quit),
                 Event::Interrupt => {
                     cancelling = true;
