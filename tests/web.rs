@@ -4,8 +4,9 @@
 //! path: AppSync -> **subscriber** (the page, through Amplify JS v6).
 //!
 //! - `browser_streams_an_answer_progressively`: the answer grows on screen in
-//!   several steps, ends as the scripted answer with its stop reason and usage,
-//!   a second turn stays below the first; a screenshot is saved.
+//!   several steps, ends as the scripted answer with its stop reason and usage
+//!   (a chunk delivered twice shown once), a second turn stays below the
+//!   first; a screenshot is saved.
 //! - `browser_stop_cancels_a_long_answer`: Stop mid-answer ends the turn
 //!   `cancelled`, short of the whole answer.
 //! - `browser_pages_of_two_users_see_only_their_own_chunks`: alice's and bob's
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use common::*;
 use devstack::Stack;
+use devstack::appsync::faults::PublishFault;
 use devstack::bedrock::scripted_answer;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -217,6 +219,13 @@ async fn browser_streams_an_answer_progressively() {
         return;
     };
     let stack = page_stack(browser, 40.0).await;
+    // The first publish reaches AppSync but its answer is lost, so the
+    // resolver sends it again: the page receives that chunk twice and must
+    // show it once.
+    stack
+        .appsync
+        .publish_faults
+        .push(PublishFault::DropAfterExecute, 1);
     let (events, ok) = run(browser, &stack, "stream", &[], |_| None).await;
     assert!(ok, "browser.mjs stream failed: {events:#?}");
 
