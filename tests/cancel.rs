@@ -82,13 +82,6 @@ async fn the_owner_cancels_a_running_turn_and_the_model_stops() {
         "{after_cancel} chunks after the cancellation"
     );
     assert!(cancelled_at.elapsed() < Duration::from_secs(2));
-    let stopped = async {
-        while stack.bedrock.active_generations() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(2), stopped)
-        .await
-        .expect("the model stopped generating");
+    assert_model_stops(&stack, Duration::from_secs(2)).await;
     stack.shutdown().await;
 }

@@ -284,14 +284,7 @@ async fn browser_stop_cancels_a_long_answer() {
         !shown.is_empty() && shown.len() < whole.len() && whole.starts_with(shown),
         "the stopped answer is a part of the whole: {shown:?}"
     );
-    let stopped = async {
-        while stack.bedrock.active_generations() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), stopped)
-        .await
-        .expect("the model stopped generating");
+    assert_model_stops(&stack, Duration::from_secs(5)).await;
     stack.shutdown().await;
 }
 

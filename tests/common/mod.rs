@@ -61,6 +61,19 @@ pub fn ca_file(stack: &Stack) -> std::path::PathBuf {
     path
 }
 
+/// Waits until the Bedrock stand-in has no generation running (a cancelled
+/// turn's model stream was dropped); fails after `within`.
+pub async fn assert_model_stops(stack: &Stack, within: Duration) {
+    let stopped = async {
+        while stack.bedrock.active_generations() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(within, stopped)
+        .await
+        .expect("the model stopped generating");
+}
+
 pub async fn connect(stack: &Stack, token: &str) -> RealtimeClient {
     RealtimeClient::connect(
         &stack.realtime_url(),
