@@ -13,6 +13,8 @@
 //!   pages on one conversation id; bob's page receives nothing of alice's turn.
 //! - `browser_page_reconnects_after_the_socket_drops`: the devstack cuts every
 //!   real-time socket; the page subscribes again and finishes a new turn.
+//! - `web_example_unit_tests_pass`: the page's own unit tests (`npm test`),
+//!   without a browser.
 //!
 //! What it needs is installed on first use: Debian's `chromium`
 //! (`scripts/install-chromium`, root or sudo), the pinned `playwright-core`
@@ -54,9 +56,7 @@ fn browser() -> Option<&'static Browser> {
     static BROWSER: OnceLock<Option<Browser>> = OnceLock::new();
     BROWSER
         .get_or_init(|| {
-            if std::env::var("WEB_TEST").as_deref() == Ok("skip") {
-                return None;
-            }
+            let page = page_dir()?;
             let major = node::node_major("WEB_TEST");
             let driver = node::install(&node::repo().join("tests/web/package.json"), "web-driver");
             let script = node::copy_script(&node::repo().join("tests/web/browser.mjs"), &driver);
@@ -66,7 +66,7 @@ fn browser() -> Option<&'static Browser> {
                 node_args: node::websocket_args(major),
                 script,
                 chromium: chromium(),
-                page_dir: build_page(),
+                page_dir: build_page(page),
                 screenshots,
             })
         })
@@ -90,15 +90,30 @@ fn chromium() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
-/// Builds the page as its README says (`npm install`, `npm run build`), in a
-/// copy under `target/` so the source tree stays clean; returns its `dist/`.
-fn build_page() -> PathBuf {
-    let source = node::repo().join("client-examples/web");
-    let dir = node::install(&source.join("package.json"), "web-example");
-    copy_sources(&source, &dir);
+/// The page's copy under `target/web-example`: its dependencies installed
+/// (`npm install`) and its sources copied, so the source tree stays clean.
+/// Once per test binary; `None` with `WEB_TEST=skip`. Needs no browser.
+fn page_dir() -> Option<&'static Path> {
+    static PAGE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        if std::env::var("WEB_TEST").as_deref() == Ok("skip") {
+            return None;
+        }
+        node::node_major("WEB_TEST");
+        let source = node::repo().join("client-examples/web");
+        let dir = node::install(&source.join("package.json"), "web-example");
+        copy_sources(&source, &dir);
+        Some(dir)
+    })
+    .as_deref()
+}
+
+/// Builds the page as its README says (`npm run build`) in `dir`; returns
+/// its `dist/`.
+fn build_page(dir: &Path) -> PathBuf {
     let status = Command::new("npm")
         .args(["run", "build", "--silent"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .status()
         .expect("npm runs");
     assert!(
@@ -210,6 +225,30 @@ fn assert_scripted_answer(turn: &Value, max_tokens: Option<u32>) {
     let (text, tokens) = scripted_answer(prompt, max_tokens);
     assert_eq!(turn["text"], text.as_str(), "the answer on the page");
     assert_eq!(turn["usage"]["outputTokens"], tokens);
+}
+
+/// The page's unit tests (`npm test`: Vitest on `src/*.test.ts`), which need
+/// Node but no browser.
+#[test]
+fn web_example_unit_tests_pass() {
+    let Some(dir) = page_dir() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let output = Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir(dir)
+        .env("CI", "1")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("npm runs");
+    assert!(
+        output.status.success(),
+        "`npm test` of the web example failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
