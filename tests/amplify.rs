@@ -16,10 +16,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::node::{events, one};
 use common::*;
 use devstack::Stack;
 use devstack::bedrock::scripted_answer;
@@ -29,15 +29,8 @@ use serde_json::{Value, json};
 /// How long one run of `run.mjs` may take.
 const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The node program and its leading arguments, once `aws-amplify` is
-/// installed; `None` when `AMPLIFY_TEST=skip`.
-struct Node {
-    args: Vec<String>,
-    script: PathBuf,
-}
-
-fn node() -> Option<&'static Node> {
-    static NODE: OnceLock<Option<Node>> = OnceLock::new();
+fn node() -> Option<&'static node::Driver> {
+    static NODE: OnceLock<Option<node::Driver>> = OnceLock::new();
     NODE.get_or_init(|| {
         if std::env::var("AMPLIFY_TEST").as_deref() == Ok("skip") {
             return None;
@@ -50,50 +43,13 @@ fn node() -> Option<&'static Node> {
             "amplify-node",
         );
         let script = node::copy_script(&node::repo().join("tests/amplify/run.mjs"), &dir);
-        Some(Node {
+        Some(node::Driver {
             args: node::websocket_args(major),
             script,
+            timeout: NODE_TIMEOUT,
         })
     })
     .as_ref()
-}
-
-/// Runs one scenario of `run.mjs`; returns its JSON lines and whether it
-/// exited successfully.
-async fn run(node: &Node, scenario: &str, env: &[(&str, String)]) -> (Vec<Value>, bool) {
-    let mut command = tokio::process::Command::new("node");
-    command
-        .args(&node.args)
-        .arg(&node.script)
-        .arg(scenario)
-        .env_remove("NODE_OPTIONS")
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(NODE_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("run.mjs {scenario} timed out"))
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("--- run.mjs {scenario} stdout:\n{stdout}--- stderr:\n{stderr}");
-    let lines = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("event").is_some())
-        .collect();
-    (lines, output.status.success())
-}
-
-fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["event"] == event).collect()
-}
-
-fn one<'a>(lines: &'a [Value], event: &str) -> &'a Value {
-    let found = events(lines, event);
-    assert_eq!(found.len(), 1, "one `{event}` line in {lines:#?}");
-    found[0]
 }
 
 /// The API over HTTPS, as Amplify needs it (it only opens `wss://` sockets),
@@ -144,7 +100,7 @@ async fn amplify_streams_a_whole_turn_with_user_pool_auth() {
         ("PROMPT", prompt.to_owned()),
         ("MAX_TOKENS", max_tokens.to_string()),
     ]);
-    let (lines, ok) = run(node, "stream", &env).await;
+    let (lines, ok) = node.run("stream", &env, |_| None).await;
     assert!(ok, "run.mjs stream failed: {lines:#?}");
 
     let header = assert_amplify_socket(&stack, &lines);
@@ -216,7 +172,7 @@ async fn amplify_iam_subscriber_receives_a_cancellation() {
         ("TURN_ID", "turn-amplify-iam".to_owned()),
         ("OWNER", sub_for("alice")),
     ]);
-    let (lines, ok) = run(node, "iam", &env).await;
+    let (lines, ok) = node.run("iam", &env, |_| None).await;
     assert!(ok, "run.mjs iam failed: {lines:#?}");
 
     // The SigV4 connect headers of a signed `POST /graphql/connect`.
@@ -293,7 +249,7 @@ async fn amplify_sees_expired_and_forged_tokens_refused() {
             ("TOKEN", token),
             ("CONVERSATION_ID", format!("conv-amplify-{what}")),
         ]);
-        let (lines, ok) = run(node, "auth-errors", &env).await;
+        let (lines, ok) = node.run("auth-errors", &env, |_| None).await;
         assert!(ok, "run.mjs auth-errors ({what}) failed: {lines:#?}");
         assert_amplify_socket(&stack, &lines);
         assert!(events(&lines, "startAck").is_empty(), "{what}: {lines:#?}");

@@ -29,12 +29,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::node::{events, one};
 use common::*;
 use devstack::Stack;
 use devstack::appsync::faults::PublishFault;
 use devstack::bedrock::scripted_answer;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// How long one run of `browser.mjs` may take (it stops itself after 90 s).
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
@@ -45,8 +45,7 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Everything a scenario needs, once per test binary.
 struct Browser {
-    node_args: Vec<String>,
-    script: PathBuf,
+    driver: node::Driver,
     chromium: PathBuf,
     page_dir: PathBuf,
     screenshots: PathBuf,
@@ -63,8 +62,11 @@ fn browser() -> Option<&'static Browser> {
             let screenshots = node::repo().join("target/web-screenshots");
             std::fs::create_dir_all(&screenshots).expect("screenshot directory");
             Some(Browser {
-                node_args: node::websocket_args(major),
-                script,
+                driver: node::Driver {
+                    args: node::websocket_args(major),
+                    script,
+                    timeout: BROWSER_TIMEOUT,
+                },
                 chromium: chromium(),
                 page_dir: build_page(page),
                 screenshots,
@@ -156,67 +158,27 @@ async fn page_stack(browser: &Browser, tokens_per_second: f64) -> Stack {
     .await
 }
 
-/// Runs one scenario of `browser.mjs` against `stack`. `on_event` sees every
-/// event as it arrives and may answer with a line for the script's stdin.
-/// Returns the events and whether the script succeeded.
+/// Runs one scenario of `browser.mjs` against `stack`, one browser at a
+/// time (see [`node::Driver::run`] for `on_event`).
 async fn run(
     browser: &Browser,
     stack: &Stack,
     scenario: &str,
     env: &[(&str, String)],
-    mut on_event: impl FnMut(&Value) -> Option<String>,
+    on_event: impl FnMut(&Value) -> Option<String>,
 ) -> (Vec<Value>, bool) {
     let _one = ONE_BROWSER.lock().await;
-    let mut command = tokio::process::Command::new("node");
-    command
-        .args(&browser.node_args)
-        .arg(&browser.script)
-        .arg(scenario)
-        .env("PAGE_URL", stack.https_url().expect("TLS"))
-        .env("CHROMIUM", &browser.chromium)
-        .env("SCREENSHOT_DIR", &browser.screenshots)
-        .env_remove("NODE_OPTIONS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn().expect("node runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut events = Vec::new();
-    let reading = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("browser.mjs {scenario}: {line}");
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(answer) = on_event(&event) {
-                stdin
-                    .write_all(format!("{answer}\n").as_bytes())
-                    .await
-                    .expect("written to browser.mjs");
-            }
-            events.push(event);
-        }
-        child.wait().await.expect("browser.mjs ends")
-    };
-    let status = tokio::time::timeout(BROWSER_TIMEOUT, reading)
-        .await
-        .unwrap_or_else(|_| panic!("browser.mjs {scenario} timed out"));
-    (events, status.success())
+    let mut env = env.to_vec();
+    env.extend([
+        ("PAGE_URL", stack.https_url().expect("TLS")),
+        ("CHROMIUM", browser.chromium.display().to_string()),
+        ("SCREENSHOT_DIR", browser.screenshots.display().to_string()),
+    ]);
+    browser.driver.run(scenario, &env, on_event).await
 }
 
-fn one<'a>(events: &'a [Value], name: &str) -> &'a Value {
-    let found: Vec<&Value> = events.iter().filter(|e| e["event"] == name).collect();
-    assert_eq!(found.len(), 1, "one `{name}` event in {events:#?}");
-    found[0]
-}
-
-fn turns(events: &[Value]) -> Vec<&Value> {
-    events.iter().filter(|e| e["event"] == "turn").collect()
+fn turns(all: &[Value]) -> Vec<&Value> {
+    events(all, "turn")
 }
 
 /// The turn's text is exactly the scripted model's answer to its prompt.

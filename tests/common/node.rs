@@ -1,9 +1,12 @@
 //! Node.js programs the tests drive (Amplify JS, the web page's build,
-//! Playwright): finding Node and installing a pinned `package.json` under
-//! `target/`, once per version of that file.
+//! Playwright): finding Node, installing a pinned `package.json` under
+//! `target/` once per version of that file, and running a driver script that
+//! reports what it saw as JSON lines.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use serde_json::Value;
 
 /// The repository's root.
 pub fn repo() -> &'static Path {
@@ -118,4 +121,88 @@ pub fn copy_script(source: &Path, dir: &Path) -> PathBuf {
     std::fs::copy(source, &temporary).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     std::fs::rename(&temporary, &target).expect("copy into place");
     target
+}
+
+/// A Node program a test drives: `node [args] script scenario`, which prints
+/// one JSON object a line with an `event` field on stdout (diagnostics on
+/// stderr, passed through) and exits 0 when its scenario passed.
+pub struct Driver {
+    /// Node's own arguments (see [`websocket_args`]).
+    pub args: Vec<String>,
+    pub script: PathBuf,
+    /// How long one run may take.
+    pub timeout: std::time::Duration,
+}
+
+impl Driver {
+    /// Runs `scenario` with `env` added; `on_event` sees every event as it
+    /// arrives and may answer with a line for the program's stdin. Returns
+    /// the events and whether the program succeeded.
+    pub async fn run(
+        &self,
+        scenario: &str,
+        env: &[(&str, String)],
+        mut on_event: impl FnMut(&Value) -> Option<String>,
+    ) -> (Vec<Value>, bool) {
+        use std::process::Stdio;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+        let mut command = tokio::process::Command::new("node");
+        command
+            .args(&self.args)
+            .arg(&self.script)
+            .arg(scenario)
+            .env_remove("NODE_OPTIONS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let name = self
+            .script
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let mut child = command.spawn().expect("node runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut events = Vec::new();
+        let reading = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{name} {scenario}: {line}");
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if event.get("event").is_none() {
+                    continue;
+                }
+                if let Some(answer) = on_event(&event) {
+                    stdin
+                        .write_all(format!("{answer}\n").as_bytes())
+                        .await
+                        .expect("written to the program");
+                }
+                events.push(event);
+            }
+            child.wait().await.expect("the program ends")
+        };
+        let status = tokio::time::timeout(self.timeout, reading)
+            .await
+            .unwrap_or_else(|_| panic!("{name} {scenario} timed out"));
+        (events, status.success())
+    }
+}
+
+/// The events named `name`.
+pub fn events<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+/// The one event named `name`; fails when there is none or several.
+pub fn one<'a>(all: &'a [Value], name: &str) -> &'a Value {
+    let found = events(all, name);
+    assert_eq!(found.len(), 1, "one `{name}` event in {all:#?}");
+    found[0]
 }
