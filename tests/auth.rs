@@ -3,9 +3,7 @@
 
 mod common;
 
-use bedrock_appsync_stream::realtime::{
-    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError,
-};
+use bedrock_appsync_stream::realtime::RealtimeError;
 use common::*;
 use serde_json::{Value, json};
 
@@ -113,13 +111,7 @@ async fn a_forged_token_gets_a_connection_error_on_the_socket() {
         &devstack::cognito::new_key().expect("key"),
     );
     let forged = forger.mint_id_token("alice", &[], devstack::cognito::now_secs());
-    let refused = RealtimeClient::connect(
-        &stack.realtime_url(),
-        &stack.graphql_url(),
-        RealtimeAuth::Token(forged),
-        HeaderTransport::Subprotocol,
-    )
-    .await;
+    let refused = stack.connect_as(&forged).await;
     match refused {
         Err(RealtimeError::ConnectionRefused(errors)) => {
             assert_eq!(errors[0]["errorType"], "UnauthorizedException");

@@ -35,6 +35,9 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bedrock_appsync_stream::realtime::{
+    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError,
+};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -252,6 +255,18 @@ impl Stack {
     /// (Amplify derives `wss://HOST:PORT/graphql/realtime` from it).
     pub fn https_graphql_url(&self) -> Option<String> {
         self.tls_addr.map(|a| format!("https://{a}/graphql"))
+    }
+
+    /// Opens the real-time socket as a signed-in user (`token`: a user pool
+    /// ID token), the way Amplify does (the `header-` subprotocol).
+    pub async fn connect_as(&self, token: &str) -> Result<RealtimeClient, RealtimeError> {
+        RealtimeClient::connect(
+            &self.realtime_url(),
+            &self.graphql_url(),
+            RealtimeAuth::Token(token.to_owned()),
+            HeaderTransport::Subprotocol,
+        )
+        .await
     }
 
     /// A fresh ID token for a dev user.

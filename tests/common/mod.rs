@@ -11,9 +11,7 @@ use std::time::{Duration, SystemTime};
 use bedrock_appsync_stream::client::{
     ON_CHUNK, ReceivedChunk, SEND_PROMPT, TurnAssembler, send_prompt_variables,
 };
-use bedrock_appsync_stream::realtime::{
-    HeaderTransport, RealtimeAuth, RealtimeClient, Subscription,
-};
+use bedrock_appsync_stream::realtime::{RealtimeClient, Subscription};
 use devstack::lambda::FunctionCommand;
 use devstack::{Stack, StackConfig};
 use serde_json::{Value, json};
@@ -75,14 +73,7 @@ pub async fn assert_model_stops(stack: &Stack, within: Duration) {
 }
 
 pub async fn connect(stack: &Stack, token: &str) -> RealtimeClient {
-    RealtimeClient::connect(
-        &stack.realtime_url(),
-        &stack.graphql_url(),
-        RealtimeAuth::Token(token.to_owned()),
-        HeaderTransport::Subprotocol,
-    )
-    .await
-    .expect("connects")
+    stack.connect_as(token).await.expect("connects")
 }
 
 pub async fn subscribe(client: &RealtimeClient, conversation_id: &str) -> Subscription {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bedrock_appsync_stream::client::{ON_CHUNK, ReceivedChunk, send_prompt, send_prompt_variables};
-use bedrock_appsync_stream::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient};
+use bedrock_appsync_stream::realtime::RealtimeClient;
 use serde::Serialize;
 use serde_json::json;
 
@@ -193,13 +193,7 @@ async fn run_strategy(
 
 async fn measure_turns(stack: &Stack, config: &BenchConfig) -> anyhow::Result<Vec<TurnSample>> {
     let token = stack.token("bench");
-    let client = RealtimeClient::connect(
-        &stack.realtime_url(),
-        &stack.graphql_url(),
-        RealtimeAuth::Token(token.clone()),
-        HeaderTransport::Subprotocol,
-    )
-    .await?;
+    let client = stack.connect_as(&token).await?;
     // A warm-up turn: the worker's first invocation, connections, caches.
     one_turn(stack, &client, &token, "warm-up", 5).await?;
     let mut samples = Vec::new();

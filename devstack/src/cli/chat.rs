@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use bedrock_appsync_stream::client::{
     ON_CHUNK, ReceivedChunk, TurnAssembler, send_prompt, send_prompt_variables,
 };
-use bedrock_appsync_stream::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient};
 use serde_json::json;
 
 use crate::{Stack, StackConfig};
@@ -57,13 +56,7 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not load the model `{}`", args.model))?;
     let token = stack.token(&args.user);
-    let client = RealtimeClient::connect(
-        &stack.realtime_url(),
-        &stack.graphql_url(),
-        RealtimeAuth::Token(token.clone()),
-        HeaderTransport::Subprotocol,
-    )
-    .await?;
+    let client = stack.connect_as(&token).await?;
     let conversation_id = format!("chat-{}", uuid::Uuid::new_v4().simple());
     let turn_id = uuid::Uuid::new_v4().to_string();
     let mut subscription = client
