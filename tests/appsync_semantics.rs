@@ -104,6 +104,18 @@ async fn next_frame(ws: &mut Ws) -> Value {
 }
 
 /// A `start` for `query` authorized with `authorization`.
+/// The next frame, which must be the `error` answering the `start` with
+/// `id`; returns its first error.
+async fn start_error(ws: &mut Ws, id: &str) -> Value {
+    let frame = next_frame(ws).await;
+    assert_eq!(
+        (frame["type"].as_str(), frame["id"].as_str()),
+        (Some("error"), Some(id)),
+        "{frame}"
+    );
+    frame["payload"]["errors"][0].clone()
+}
+
 fn start(id: &str, query: &str, variables: Value, authorization: &Value) -> Value {
     let data = json!({"query": query, "variables": variables}).to_string();
     json!({"id": id, "type": "start",
@@ -184,13 +196,9 @@ async fn validation_errors_have_graphql_java_shapes_and_locations() {
         ),
     )
     .await;
-    let error = next_frame(&mut ws).await;
-    assert_eq!(
-        (error["type"].as_str(), error["id"].as_str()),
-        (Some("error"), Some("v1"))
-    );
+    let error = start_error(&mut ws, "v1").await;
     assert!(
-        error["payload"]["errors"][0]["message"]
+        error["message"]
             .as_str()
             .is_some_and(|m| m.contains("MissingFieldArgument")),
         "{error}"
@@ -401,13 +409,8 @@ async fn a_reused_id_a_start_without_extensions_and_the_101st_subscription_are_r
     send(&mut ws, start("dup", on_chunk, vars.clone(), &object)).await;
     assert_eq!(next_frame(&mut ws).await["type"], "start_ack");
     send(&mut ws, start("dup", on_chunk, vars.clone(), &object)).await;
-    let dup = next_frame(&mut ws).await;
-    assert_eq!(dup["type"], "error", "{dup}");
-    assert_eq!(dup["id"], "dup");
-    assert_eq!(
-        dup["payload"]["errors"][0]["errorType"],
-        "DuplicatedOperationError"
-    );
+    let dup = start_error(&mut ws, "dup").await;
+    assert_eq!(dup["errorType"], "DuplicatedOperationError");
 
     let data = json!({"query": on_chunk, "variables": vars}).to_string();
     send(
@@ -415,14 +418,10 @@ async fn a_reused_id_a_start_without_extensions_and_the_101st_subscription_are_r
         json!({"id": "bare", "type": "start", "payload": {"data": data}}),
     )
     .await;
-    let bare = next_frame(&mut ws).await;
-    assert_eq!(bare["type"], "error", "{bare}");
-    assert_eq!(
-        bare["payload"]["errors"][0]["errorType"],
-        "UnsupportedOperation"
-    );
+    let bare = start_error(&mut ws, "bare").await;
+    assert_eq!(bare["errorType"], "UnsupportedOperation");
     assert!(
-        bare["payload"]["errors"][0]["message"]
+        bare["message"]
             .as_str()
             .is_some_and(|m| m.contains("not supported through the realtime channel")),
         "{bare}"
@@ -439,13 +438,8 @@ async fn a_reused_id_a_start_without_extensions_and_the_101st_subscription_are_r
         assert_eq!(ack["type"], "start_ack", "subscription {i}: {ack}");
     }
     send(&mut ws, start("s100", on_chunk, vars.clone(), &object)).await;
-    let refused = next_frame(&mut ws).await;
-    assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(refused["id"], "s100");
-    assert_eq!(
-        refused["payload"]["errors"][0]["errorType"],
-        "MaxSubscriptionsReachedError"
-    );
+    let refused = start_error(&mut ws, "s100").await;
+    assert_eq!(refused["errorType"], "MaxSubscriptionsReachedError");
     // Stopping one makes room again.
     send(&mut ws, json!({"type": "stop", "id": "s1"})).await;
     assert_eq!(next_frame(&mut ws).await["type"], "complete");
@@ -678,17 +672,13 @@ async fn enhanced_filters_select_and_a_filter_over_the_limits_is_refused_on_star
         ),
     )
     .await;
-    let refused = next_frame(&mut ws).await;
+    let refused = start_error(&mut ws, "big").await;
     assert_eq!(
-        (refused["type"].as_str(), refused["id"].as_str()),
-        (Some("error"), Some("big"))
-    );
-    assert_eq!(
-        refused["payload"]["errors"][0]["errorType"],
+        refused["errorType"],
         devstack::appsync::realtime::INVALID_FILTER
     );
     assert!(
-        refused["payload"]["errors"][0]["message"]
+        refused["message"]
             .as_str()
             .is_some_and(|m| m.contains("at most 10 filter groups")),
         "{refused}"
