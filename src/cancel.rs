@@ -247,11 +247,7 @@ mod tests {
     use super::*;
 
     fn ids() -> TurnIds {
-        TurnIds {
-            conversation_id: "c1".into(),
-            turn_id: "t1".into(),
-            owner: "o1".into(),
-        }
+        TurnIds::fixture()
     }
 
     #[test]

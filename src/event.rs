@@ -297,6 +297,18 @@ pub struct TurnIds {
     pub owner: String,
 }
 
+#[cfg(test)]
+impl TurnIds {
+    /// Conversation `c1`, turn `t1`, owner `o1`: the ids unit tests use.
+    pub(crate) fn fixture() -> Self {
+        Self {
+            conversation_id: "c1".into(),
+            turn_id: "t1".into(),
+            owner: "o1".into(),
+        }
+    }
+}
+
 /// A validated prompt: everything one turn needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnRequest {

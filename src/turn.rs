@@ -904,11 +904,7 @@ mod tests {
     use tokio::sync::Semaphore;
 
     fn ids() -> TurnIds {
-        TurnIds {
-            conversation_id: "c1".into(),
-            turn_id: "t1".into(),
-            owner: "o1".into(),
-        }
+        TurnIds::fixture()
     }
 
     /// Records delivered chunks; fails every publish of `fail_seqs`, and one

@@ -298,19 +298,21 @@ mod tests {
 
     const DELTAS: [&str; 7] = ["Hi", " there", ".", " How", " are", " you", "?"];
 
+    /// One spelling of each strategy.
+    const EVERY_STRATEGY: [&str; 5] = [
+        "adaptive",
+        "per-delta",
+        "fixed-deltas:3",
+        "timer:45",
+        "chars:8",
+    ];
+
     #[test]
     fn every_strategy_keeps_the_text_and_ends_with_one_last_piece() {
-        for s in [
-            "adaptive",
-            "per-delta",
-            "fixed-deltas:3",
-            "timer:45",
-            "chars:8",
-        ] {
+        for s in EVERY_STRATEGY {
             let strategy: Strategy = s.parse().unwrap();
             let pieces = run(strategy, 1024, &DELTAS);
-            let joined: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
-            assert_eq!(joined, DELTAS.concat(), "{s}");
+            assert_eq!(texts(&pieces).concat(), DELTAS.concat(), "{s}");
             let lasts: Vec<bool> = pieces.iter().map(|(_, l)| *l).collect();
             assert_eq!(lasts.iter().filter(|l| **l).count(), 1, "{s}");
             assert_eq!(lasts.last(), Some(&true), "{s}");
@@ -348,8 +350,7 @@ mod tests {
         for s in ["adaptive", "fixed-deltas:2", "timer:5", "chars:1000"] {
             let pieces = run(s.parse().unwrap(), 8, &[&big, "x"]);
             assert!(pieces.iter().all(|(t, _)| t.len() <= 8), "{s}: {pieces:?}");
-            let joined: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
-            assert_eq!(joined, format!("{big}x"), "{s}");
+            assert_eq!(texts(&pieces).concat(), format!("{big}x"), "{s}");
         }
         let pieces = run(Strategy::PerDelta, 8, &[&big, "x"]);
         assert_eq!(texts(&pieces), [big.as_str(), "x", ""]);
@@ -357,13 +358,7 @@ mod tests {
 
     #[test]
     fn no_deltas_still_yield_one_empty_last_piece() {
-        for s in [
-            "adaptive",
-            "per-delta",
-            "fixed-deltas:3",
-            "timer:45",
-            "chars:8",
-        ] {
+        for s in EVERY_STRATEGY {
             assert_eq!(
                 run(s.parse().unwrap(), 64, &[]),
                 [(String::new(), true)],
