@@ -2,15 +2,15 @@
 //! and Bedrock stand-ins that speak the services' own wire protocols, on one
 //! port, so the whole data path runs on one machine:
 //!
-//! With a certificate ([`StackConfig::tls`]) the same API also listens over
-//! HTTPS / `wss://` on a second port, which browsers and Amplify need, and
-//! serves the web chat page there.
-//!
 //! ```text
 //! client --sendPrompt--> AppSync --Invoke(Event)--> Lambda (resolver process)
 //! resolver --ConverseStream--> Bedrock (smollm2 | scripted)
 //! resolver --publishChunk (SigV4)--> AppSync --onChunk (WebSocket)--> client
 //! ```
+//!
+//! With a certificate ([`StackConfig::tls`]) the same API also listens over
+//! HTTPS / `wss://` on a second port, which browsers and Amplify need, and
+//! serves the web chat page there.
 
 pub mod appsync;
 pub mod bedrock;

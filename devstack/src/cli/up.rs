@@ -90,13 +90,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("devstack is up\n");
     println!("  AppSync GraphQL   {}", stack.graphql_url());
     println!("  AppSync real-time {}", stack.realtime_url());
-    if let Some(tls) = stack.tls_addr {
-        println!("  over HTTPS        https://{tls}/graphql  wss://{tls}/graphql/realtime");
-        println!(
-            "  its CA            {}",
-            crate::tls::DevCertificate::ca_path(&tls_dir).display()
-        );
-    }
+    let tls = stack.tls_addr.context("the HTTPS listener did not start")?;
+    println!("  over HTTPS        https://{tls}/graphql  wss://{tls}/graphql/realtime");
+    println!(
+        "  its CA            {}",
+        crate::tls::DevCertificate::ca_path(&tls_dir).display()
+    );
     println!("  Cognito issuer    {}", stack.user_pool.issuer());
     println!(
         "  Cognito JWKS      {}/.well-known/jwks.json",
@@ -121,15 +120,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  ID token for alice (one hour; more with `devstack token --user NAME`):\n{}\n",
         stack.token("alice")
     );
-    match (stack.https_url(), web_page) {
-        (Some(url), true) => println!(
-            "  Web chat          {url}?user=alice  (the certificate is the devstack's own: trust its CA or accept the warning)\n"
-        ),
-        (Some(_), false) => println!(
+    if web_page {
+        println!(
+            "  Web chat          https://{tls}/?user=alice  (the certificate is the devstack's own: trust its CA or accept the warning)\n"
+        );
+    } else {
+        println!(
             "  Web chat          not served: no {} (build it: cd client-examples/web && npm install && npm run build)\n",
             args.web_dir.join("index.html").display()
-        ),
-        (None, _) => {}
+        );
     }
     println!("Ctrl-C stops it.");
     tokio::signal::ctrl_c().await?;
