@@ -1,5 +1,5 @@
 //! Place in the data path: the way back, AppSync -> **cancel listener** -> turn,
-//! which stops "model -> coalescer -> publisher -> AppSync -> subscriber".
+//! which stops "model -> coalescer -> turn driver -> sink".
 //!
 //! A user stops a turn with the Cognito mutation `cancelTurn(conversationId,
 //! turnId)`; AppSync builds its result `{conversationId, turnId, owner}` with
@@ -23,23 +23,23 @@ use serde_json::{Value, json};
 use thiserror::Error;
 use tracing::{debug, warn};
 
-use crate::event::TurnIds;
-use crate::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription};
-use crate::sigv4::{CredentialsCache, CredentialsError};
+use appsync_client::{
+    CredentialsCache, CredentialsError, HeaderTransport, ON_CANCEL, RealtimeAuth, RealtimeClient,
+    RealtimeError, Subscription,
+};
 
-/// The resolver's cancel subscription: `$t` is the turn id, `$o` its owner.
-pub const ON_CANCEL: &str = "subscription($t: ID!, $o: ID!) { onCancel(turnId: $t, owner: $o) { conversationId turnId owner } }";
+use crate::event::TurnIds;
 
 /// Longest wait for connecting and subscribing before a turn gives up on
 /// cancellation.
-pub const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest wait for AppSync's `complete` after `stop` at the end of a turn.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Why a turn runs without cancellation.
 #[derive(Debug, Error)]
-pub enum CancelError {
+pub(crate) enum CancelError {
     /// No credentials to sign the connection or the `start` with.
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
@@ -53,7 +53,7 @@ pub enum CancelError {
 
 /// The source of cancellations for every turn of the process: one real-time
 /// connection, opened lazily. Build it once per process.
-pub struct CancelListener {
+pub(crate) struct CancelListener {
     realtime_url: String,
     graphql_url: String,
     region: String,
@@ -75,7 +75,7 @@ impl CancelListener {
     /// A listener for the API whose real-time endpoint is `realtime_url` and
     /// GraphQL endpoint `graphql_url` (whose host every IAM header object
     /// names), signing for `region` with `credentials`. Connects on first use.
-    pub fn new(
+    pub(crate) fn new(
         realtime_url: impl Into<String>,
         graphql_url: impl Into<String>,
         region: impl Into<String>,
@@ -96,13 +96,13 @@ impl CancelListener {
     ///
     /// # Errors
     /// [`CancelError::Credentials`] or [`CancelError::Realtime`].
-    pub async fn subscribe(&self, ids: &TurnIds) -> Result<Subscription, CancelError> {
+    pub(crate) async fn subscribe(&self, ids: &TurnIds) -> Result<Subscription, CancelError> {
         let credentials = self.credentials.get().await?;
         let auth = RealtimeAuth::Iam {
             credentials,
             region: self.region.clone(),
         };
-        let variables = json!({"t": ids.turn_id, "o": ids.owner});
+        let variables = json!({"turnId": ids.turn_id, "owner": ids.owner});
         let mut connection = self.connection.lock().await;
         let mut attempt = 1;
         loop {
@@ -144,9 +144,9 @@ impl CancelListener {
     }
 
     /// The cancel watch of one turn; see [`CancelWatch`].
-    pub fn watch<'a>(&'a self, ids: &'a TurnIds) -> CancelWatch<'a> {
+    pub(crate) fn watch<'a>(&'a self, ids: &'a TurnIds) -> CancelWatch<'a> {
         CancelWatch {
-            listener: Some(self),
+            listener: self,
             ids,
             subscription: None,
         }
@@ -156,29 +156,18 @@ impl CancelListener {
 /// One turn's cancel signal: [`CancelWatch::cancelled`] subscribes (when first
 /// polled) and resolves when the turn's owner cancels it;
 /// [`CancelWatch::stop`] unsubscribes at the end of the turn.
-pub struct CancelWatch<'a> {
-    listener: Option<&'a CancelListener>,
+pub(crate) struct CancelWatch<'a> {
+    listener: &'a CancelListener,
     ids: &'a TurnIds,
     subscription: Option<Subscription>,
 }
 
-impl<'a> CancelWatch<'a> {
-    /// A watch that never fires (no listener).
-    pub fn disabled(ids: &'a TurnIds) -> Self {
-        Self {
-            listener: None,
-            ids,
-            subscription: None,
-        }
-    }
-
+impl CancelWatch<'_> {
     /// Resolves when a matching `onCancel` arrives. Never resolves when the
     /// subscription cannot be set up within [`SETUP_TIMEOUT`], fails, or
     /// ends (each logged as a warning): the turn then runs to its end.
-    pub async fn cancelled(&mut self) {
-        let Some(listener) = self.listener else {
-            return std::future::pending().await;
-        };
+    pub(crate) async fn cancelled(&mut self) {
+        let listener = self.listener;
         if self.subscription.is_none() {
             match tokio::time::timeout(SETUP_TIMEOUT, listener.subscribe(self.ids)).await {
                 Ok(Ok(s)) => {
@@ -220,7 +209,7 @@ impl<'a> CancelWatch<'a> {
 
     /// Unsubscribes (waiting up to [`STOP_TIMEOUT`] for AppSync's
     /// `complete`). Call at the end of every turn.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(subscription) = self.subscription.take()
             && let Err(error) = subscription.unsubscribe(STOP_TIMEOUT).await
         {
@@ -232,7 +221,7 @@ impl<'a> CancelWatch<'a> {
 /// True when a `data` payload `{"data":{"onCancel":{conversationId, turnId,
 /// owner}}}` cancels the turn `ids`: turn and owner must match, and the
 /// conversation too when given.
-pub fn is_cancellation_of(payload: &Value, ids: &TurnIds) -> bool {
+pub(crate) fn is_cancellation_of(payload: &Value, ids: &TurnIds) -> bool {
     let Some(c) = payload.pointer("/data/onCancel") else {
         return false;
     };
@@ -262,21 +251,6 @@ mod tests {
             &ids()
         ));
         assert!(!is_cancellation_of(&json!({}), &ids()));
-    }
-
-    #[test]
-    fn the_subscription_selects_the_turn_and_owner() {
-        assert!(ON_CANCEL.contains("onCancel(turnId: $t, owner: $o)"));
-        assert!(ON_CANCEL.contains("conversationId turnId owner"));
-    }
-
-    #[tokio::test]
-    async fn a_disabled_watch_never_fires() {
-        let ids = ids();
-        let mut watch = CancelWatch::disabled(&ids);
-        let fired = tokio::time::timeout(Duration::from_millis(20), watch.cancelled()).await;
-        assert!(fired.is_err());
-        watch.stop().await;
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
 //! Place in the data path: set-up for every step of
-//! "model -> coalescer -> publisher -> AppSync -> subscriber".
+//! "handler -> model -> coalescer -> turn driver -> sink".
 //!
 //! The resolver's environment, read once per process at Lambda init (never per
 //! invocation). Environment variables of a Lambda function:
@@ -9,26 +9,20 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use appsync_client::realtime_url_for;
+
 use crate::coalesce::Strategy;
+use crate::limits::{CHUNK_BYTES_RANGE, MAX_HOLD_MS_RANGE, MAX_TOKENS};
 
 /// Model used when a prompt names none and `BEDROCK_MODEL_ID` is unset.
-pub const DEFAULT_MODEL_ID: &str = "anthropic.claude-3-haiku-20240307-v1:0";
+pub(crate) const DEFAULT_MODEL_ID: &str = "anthropic.claude-3-haiku-20240307-v1:0";
 /// `maxTokens` used when a prompt names none and `DEFAULT_MAX_TOKENS` is unset.
-pub const DEFAULT_MAX_TOKENS: i32 = 1024;
+pub(crate) const DEFAULT_MAX_TOKENS: i32 = 1024;
 /// Largest chunk text in UTF-8 bytes when `MAX_CHUNK_BYTES` is unset.
-pub const DEFAULT_MAX_CHUNK_BYTES: usize = 16 * 1024;
-/// Hold time of the adaptive strategy when `MAX_HOLD_MS` is unset, in milliseconds.
-pub const DEFAULT_MAX_HOLD_MS: u64 = 1000;
-/// Bounds of `MAX_HOLD_MS`, in milliseconds.
-pub const MAX_HOLD_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=60_000;
-/// Highest `maxTokens` a prompt or `DEFAULT_MAX_TOKENS` may ask for.
-pub const MAX_TOKENS_LIMIT: i32 = 8192;
-/// Bounds of `MAX_CHUNK_BYTES`. The lower bound is one UTF-8 character (4 bytes),
-/// so a chunk always makes progress; the upper bound keeps a chunk, even after
-/// JSON escaping inflates its text, well under AppSync's 240 KB subscription
-/// message limit, above which a message is silently dropped:
-/// <https://docs.aws.amazon.com/general/latest/gr/appsync.html>
-pub const MAX_CHUNK_BYTES_RANGE: std::ops::RangeInclusive<usize> = 4..=65_536;
+pub(crate) const DEFAULT_MAX_CHUNK_BYTES: usize = 16 * 1024;
+/// How long pending text may wait behind a slow publish before a second one
+/// starts, when `MAX_HOLD_MS` is unset.
+pub(crate) const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(1000);
 
 /// Why the environment could not be turned into a [`Config`].
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -62,14 +56,14 @@ pub struct Config {
     /// (default [`DEFAULT_MODEL_ID`]).
     pub default_model_id: String,
     /// `DEFAULT_MAX_TOKENS`: `inferenceConfig.maxTokens` when the prompt names none,
-    /// 1 to [`MAX_TOKENS_LIMIT`] (default [`DEFAULT_MAX_TOKENS`]).
+    /// 1 to [`MAX_TOKENS`] (default [`DEFAULT_MAX_TOKENS`]).
     pub default_max_tokens: i32,
     /// `MAX_CHUNK_BYTES`: most UTF-8 bytes of answer text in one chunk, within
-    /// [`MAX_CHUNK_BYTES_RANGE`] (default [`DEFAULT_MAX_CHUNK_BYTES`]).
+    /// [`CHUNK_BYTES_RANGE`] (default [`DEFAULT_MAX_CHUNK_BYTES`]).
     pub max_chunk_bytes: usize,
     /// `MAX_HOLD_MS`: how long pending text may wait behind a slow publish
     /// before the adaptive strategy starts a second one, within
-    /// [`MAX_HOLD_MS_RANGE`] milliseconds (default [`DEFAULT_MAX_HOLD_MS`]).
+    /// [`MAX_HOLD_MS_RANGE`] milliseconds (default [`DEFAULT_MAX_HOLD`]).
     pub max_hold: Duration,
     /// `COALESCE_STRATEGY`: `adaptive` (default), `per-delta`,
     /// `fixed-deltas:N`, `timer:MS` or `chars:N`; see [`Strategy`].
@@ -120,16 +114,16 @@ impl Config {
 
         let default_max_tokens = match get("DEFAULT_MAX_TOKENS") {
             None => DEFAULT_MAX_TOKENS,
-            Some(raw) => parse_in_range("DEFAULT_MAX_TOKENS", raw, 1..=MAX_TOKENS_LIMIT)?,
+            Some(raw) => parse_in_range("DEFAULT_MAX_TOKENS", raw, 1..=MAX_TOKENS)?,
         };
 
         let max_chunk_bytes = match get("MAX_CHUNK_BYTES") {
             None => DEFAULT_MAX_CHUNK_BYTES,
-            Some(raw) => parse_in_range("MAX_CHUNK_BYTES", raw, MAX_CHUNK_BYTES_RANGE)?,
+            Some(raw) => parse_in_range("MAX_CHUNK_BYTES", raw, CHUNK_BYTES_RANGE)?,
         };
 
         let max_hold = match get("MAX_HOLD_MS") {
-            None => Duration::from_millis(DEFAULT_MAX_HOLD_MS),
+            None => DEFAULT_MAX_HOLD,
             Some(raw) => {
                 Duration::from_millis(parse_in_range("MAX_HOLD_MS", raw, MAX_HOLD_MS_RANGE)?)
             }
@@ -180,37 +174,6 @@ impl Config {
     }
 }
 
-/// The real-time endpoint of the AppSync API whose GraphQL endpoint is
-/// `graphql_url`, per
-/// <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>:
-/// - `https://X.appsync-api.R.amazonaws.com/graphql` ->
-///   `wss://X.appsync-realtime-api.R.amazonaws.com/graphql`;
-/// - any other host (a custom domain, a local stand-in) ->
-///   `wss://HOST/graphql/realtime` for https, `ws://HOST/graphql/realtime` for
-///   http, port kept.
-///
-/// `None` when `graphql_url` is not an absolute http(s) URL.
-pub fn realtime_url_for(graphql_url: &str) -> Option<String> {
-    let url = reqwest::Url::parse(graphql_url).ok()?;
-    let scheme = match url.scheme() {
-        "https" => "wss",
-        "http" => "ws",
-        _ => return None,
-    };
-    let host = url.host_str()?;
-    if let Some((id, rest)) = host.split_once(".appsync-api.")
-        && !id.is_empty()
-        && (rest.ends_with(".amazonaws.com") || rest.ends_with(".amazonaws.com.cn"))
-    {
-        return Some(format!("wss://{id}.appsync-realtime-api.{rest}/graphql"));
-    }
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
-    Some(format!("{scheme}://{authority}/graphql/realtime"))
-}
-
 fn parse_in_range<T>(
     name: &'static str,
     raw: String,
@@ -256,32 +219,6 @@ mod tests {
         assert_eq!(c.max_hold, Duration::from_millis(1000));
         assert_eq!(c.strategy, Strategy::Adaptive);
         assert_eq!(c.appsync_realtime_url, "wss://x.example/graphql/realtime");
-    }
-
-    #[test]
-    fn realtime_urls_are_derived_from_the_graphql_url() {
-        assert_eq!(
-            realtime_url_for("https://abc123.appsync-api.eu-west-1.amazonaws.com/graphql")
-                .as_deref(),
-            Some("wss://abc123.appsync-realtime-api.eu-west-1.amazonaws.com/graphql")
-        );
-        assert_eq!(
-            realtime_url_for("https://api.example.com/graphql").as_deref(),
-            Some("wss://api.example.com/graphql/realtime"),
-            "a custom domain"
-        );
-        assert_eq!(
-            realtime_url_for("http://127.0.0.1:4000/graphql").as_deref(),
-            Some("ws://127.0.0.1:4000/graphql/realtime"),
-            "the local devstack"
-        );
-        assert_eq!(
-            realtime_url_for("https://x.appsync-api.example.org/graphql").as_deref(),
-            Some("wss://x.appsync-api.example.org/graphql/realtime"),
-            "not an AWS host"
-        );
-        assert_eq!(realtime_url_for("ftp://x/graphql"), None);
-        assert_eq!(realtime_url_for("nonsense"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Place in the data path: the input of "model -> coalescer -> publisher -> AppSync
-//! -> subscriber": what AppSync hands the resolver Lambda for `sendPrompt`.
+//! Place in the data path: AppSync --Invoke(Event)--> **event** -> handler:
+//! what AppSync hands the resolver Lambda for `sendPrompt`.
 //!
 //! The payload mirrors AppSync's Lambda resolver request
 //! (<https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-lambda-js.html>)
@@ -14,14 +14,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::config::{Config, MAX_TOKENS_LIMIT};
-
-/// Longest `conversationId` / `turnId`, in characters.
-pub const MAX_ID_CHARS: usize = 128;
-/// Longest prompt, in characters (Unicode scalar values).
-pub const MAX_PROMPT_CHARS: usize = 32_000;
-/// Longest model id or model ARN, in characters.
-pub const MAX_MODEL_ID_CHARS: usize = 2048;
+use crate::config::Config;
+use crate::limits::{
+    MAX_ID_CHARS, MAX_MODEL_ID_CHARS, MAX_OWNER_BYTES, MAX_PROMPT_CHARS, MAX_SYSTEM_CHARS,
+    MAX_TOKENS, TEMPERATURE_RANGE,
+};
+use crate::vocabulary::ErrorType;
 
 /// The invocation payload: `{arguments, identity, source, request, prev, info, stash}`.
 /// Every member except `arguments` may be absent or null.
@@ -246,8 +244,8 @@ pub enum ValidationError {
     /// `turnId` absent (the `sendPrompt` resolver always sets it).
     #[error("turnId is required")]
     MissingTurnId,
-    /// `conversationId` or `turnId` outside 1..=128 of `[A-Za-z0-9-_.:]`.
-    #[error("{field} must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'")]
+    /// `conversationId` or `turnId` outside 1..=[`MAX_ID_CHARS`] of `[A-Za-z0-9-_.:]`.
+    #[error("{field} must be 1 to {MAX_ID_CHARS} characters of A-Z, a-z, 0-9, '-', '_', '.', ':'")]
     InvalidId {
         /// `conversationId` or `turnId`.
         field: &'static str,
@@ -256,31 +254,37 @@ pub enum ValidationError {
     #[error("prompt must not be empty")]
     BlankPrompt,
     /// Prompt longer than [`MAX_PROMPT_CHARS`].
-    #[error("prompt is {chars} characters long; the limit is 32000")]
+    #[error("prompt is {chars} characters long; the limit is {MAX_PROMPT_CHARS}")]
     PromptTooLong {
         /// The prompt's length in characters.
         chars: usize,
     },
+    /// System prompt longer than [`MAX_SYSTEM_CHARS`].
+    #[error("system is {chars} characters long; the limit is {MAX_SYSTEM_CHARS}")]
+    SystemTooLong {
+        /// The system prompt's length in characters.
+        chars: usize,
+    },
     /// `modelId` empty, too long or containing whitespace or control characters.
-    #[error("modelId must be 1 to 2048 characters without spaces")]
+    #[error("modelId must be 1 to {MAX_MODEL_ID_CHARS} characters without spaces")]
     InvalidModelId,
-    /// `maxTokens` outside 1..=8192.
-    #[error("maxTokens must be between 1 and 8192, got {0}")]
+    /// `maxTokens` outside 1..=[`MAX_TOKENS`].
+    #[error("maxTokens must be between 1 and {MAX_TOKENS}, got {0}")]
     MaxTokensOutOfRange(i64),
-    /// `temperature` outside 0..=1.
-    #[error("temperature must be between 0 and 1, got {0}")]
+    /// `temperature` outside [`TEMPERATURE_RANGE`].
+    #[error("temperature must be between {low} and {high}, got {0}", low = TEMPERATURE_RANGE.start(), high = TEMPERATURE_RANGE.end())]
     TemperatureOutOfRange(f64),
 }
 
 impl ValidationError {
     /// A stable machine-readable type: `UnauthorizedException` for identity
     /// problems, `ValidationException` for everything else.
-    pub fn error_type(&self) -> &'static str {
+    pub fn error_type(&self) -> ErrorType {
         match self {
             ValidationError::MissingIdentity
             | ValidationError::UnsupportedIdentity { .. }
-            | ValidationError::InvalidOwner => "UnauthorizedException",
-            _ => "ValidationException",
+            | ValidationError::InvalidOwner => ErrorType::Unauthorized,
+            _ => ErrorType::Validation,
         }
     }
 }
@@ -289,9 +293,9 @@ impl ValidationError {
 /// every chunk carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TurnIds {
-    /// The conversation.
+    /// `conversationId`: 1 to [`MAX_ID_CHARS`] of `A-Z a-z 0-9 - _ . :`.
     pub conversation_id: String,
-    /// The turn.
+    /// `turnId`: same alphabet and length as `conversation_id`.
     pub turn_id: String,
     /// The caller's `sub`.
     pub owner: String,
@@ -338,7 +342,7 @@ pub struct Rejection {
 }
 
 /// True for 1..=128 characters of `[A-Za-z0-9-_.:]`.
-pub fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     (1..=MAX_ID_CHARS).contains(&id.len())
         && id
             .bytes()
@@ -359,7 +363,7 @@ impl AppSyncEvent {
     /// `modelId` and `maxTokens` from `config` when absent.
     ///
     /// Checks, in order: caller identity (Cognito or OIDC with a `sub`),
-    /// `conversationId`, `turnId`, then prompt, `modelId`, `maxTokens`,
+    /// `conversationId`, `turnId`, then prompt, system, `modelId`, `maxTokens`,
     /// `temperature`.
     ///
     /// # Errors
@@ -409,6 +413,16 @@ impl AppSyncEvent {
         if chars > MAX_PROMPT_CHARS {
             return reject(Some(ids), ValidationError::PromptTooLong { chars });
         }
+        // Measured before a blank one is dropped, as the sendPrompt resolver
+        // measures it, so both refuse the same inputs.
+        if let Some(chars) = input
+            .system
+            .as_deref()
+            .map(|s| s.chars().count())
+            .filter(|chars| *chars > MAX_SYSTEM_CHARS)
+        {
+            return reject(Some(ids), ValidationError::SystemTooLong { chars });
+        }
 
         let model_id = match input.model_id {
             None => config.default_model_id.clone(),
@@ -419,14 +433,14 @@ impl AppSyncEvent {
         let max_tokens = match input.max_tokens {
             None => config.default_max_tokens,
             Some(n) => match i32::try_from(n) {
-                Ok(n) if (1..=MAX_TOKENS_LIMIT).contains(&n) => n,
+                Ok(n) if (1..=MAX_TOKENS).contains(&n) => n,
                 _ => return reject(Some(ids), ValidationError::MaxTokensOutOfRange(n)),
             },
         };
 
         let temperature = match input.temperature {
             None => None,
-            Some(t) if (0.0..=1.0).contains(&t) => Some(t as f32),
+            Some(t) if TEMPERATURE_RANGE.contains(&t) => Some(t as f32),
             Some(t) => return reject(Some(ids), ValidationError::TemperatureOutOfRange(t)),
         };
 
@@ -444,9 +458,9 @@ impl AppSyncEvent {
 }
 
 /// An owner goes into subscription filters and chunk ids: non-empty, at most
-/// 256 bytes, no control characters.
+/// [`MAX_OWNER_BYTES`], no control characters.
 fn is_valid_owner(sub: &str) -> bool {
-    !sub.is_empty() && sub.len() <= 256 && !sub.chars().any(char::is_control)
+    !sub.is_empty() && sub.len() <= MAX_OWNER_BYTES && !sub.chars().any(char::is_control)
 }
 
 fn is_valid_model_id(id: &str) -> bool {
@@ -578,7 +592,7 @@ mod tests {
             err.error,
             ValidationError::UnsupportedIdentity { kind: "AWS_IAM" }
         );
-        assert_eq!(err.error.error_type(), "UnauthorizedException");
+        assert_eq!(err.error.error_type().as_str(), "UnauthorizedException");
     }
 
     #[test]
@@ -693,6 +707,10 @@ mod tests {
                 json!({"prompt": "é".repeat(32_001)}),
                 ValidationError::PromptTooLong { chars: 32_001 },
             ),
+            (
+                json!({"system": "s".repeat(32_001)}),
+                ValidationError::SystemTooLong { chars: 32_001 },
+            ),
             (json!({"modelId": ""}), ValidationError::InvalidModelId),
             (json!({"modelId": "a b"}), ValidationError::InvalidModelId),
             (
@@ -723,12 +741,13 @@ mod tests {
             }
             let err = validate(input, cognito()).unwrap_err();
             assert_eq!(err.error, expected);
-            assert_eq!(err.error.error_type(), "ValidationException");
+            assert_eq!(err.error.error_type().as_str(), "ValidationException");
             assert_eq!(err.ids.unwrap().turn_id, "t1");
         }
         // 32,000 multi-byte characters are within the limit.
         let mut ok = input();
         ok["prompt"] = json!("é".repeat(32_000));
+        ok["system"] = json!("é".repeat(32_000));
         assert!(validate(ok, cognito()).is_ok());
     }
 }

@@ -1,6 +1,6 @@
-//! Place in the data path: the gate before "model -> coalescer -> publisher ->
-//! AppSync -> subscriber": a repeated delivery of a turn's event must not
-//! stream the answer twice.
+//! Place in the data path: handler -> **gate** -> "model -> coalescer -> turn
+//! driver -> sink": a repeated delivery of a turn's event must not stream the
+//! answer twice.
 //!
 //! Lambda delivers an asynchronous event at least once and retries one whose
 //! invocation failed (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html>,
@@ -23,12 +23,12 @@ use std::collections::{HashSet, VecDeque};
 use crate::event::TurnIds;
 
 /// Turns remembered when no capacity is given.
-pub const DEFAULT_CAPACITY: usize = 1024;
+pub(crate) const DEFAULT_CAPACITY: usize = 1024;
 
 /// A bounded record of the most recent turns started in this process, keyed
 /// by `(conversationId, turnId, owner)`; the oldest is forgotten first.
 #[derive(Debug, Clone)]
-pub struct RecentTurns {
+pub(crate) struct RecentTurns {
     capacity: usize,
     order: VecDeque<TurnIds>,
     seen: HashSet<(String, String, String)>,
@@ -50,7 +50,7 @@ impl Default for RecentTurns {
 
 impl RecentTurns {
     /// A record of at most `capacity` turns (at least 1).
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         Self {
             capacity,
@@ -61,7 +61,7 @@ impl RecentTurns {
 
     /// Records that the turn `ids` starts now. Returns `false` (and changes
     /// nothing) when it was already started: the event is a repeat.
-    pub fn start(&mut self, ids: &TurnIds) -> bool {
+    pub(crate) fn start(&mut self, ids: &TurnIds) -> bool {
         if !self.seen.insert(key(ids)) {
             return false;
         }
@@ -75,13 +75,9 @@ impl RecentTurns {
     }
 
     /// Turns remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.order.len()
-    }
-
-    /// True when no turn is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
     }
 }
 

@@ -1,5 +1,5 @@
-//! Place in the data path: beside "model -> coalescer -> publisher -> AppSync ->
-//! subscriber", measuring it: one CloudWatch metrics record per turn.
+//! Place in the data path: beside "model -> coalescer -> turn driver -> sink",
+//! measuring it: one CloudWatch metrics record per turn.
 //!
 //! The record is a CloudWatch Embedded Metric Format (EMF) line printed to
 //! stdout as its own JSON object; CloudWatch Logs extracts the metrics from it
@@ -12,12 +12,14 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
 
+use crate::vocabulary::StopReason;
+
 /// The CloudWatch namespace of every metric.
-pub const NAMESPACE: &str = "BedrockAppSyncStream";
+pub(crate) const NAMESPACE: &str = "BedrockAppSyncStream";
 
 /// What one turn did, as the turn driver measured it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TurnStats {
+pub(crate) struct TurnStats {
     /// From the start of the turn to the first text delta from the model.
     pub time_to_first_token: Option<Duration>,
     /// From the start of the turn to AppSync accepting its first chunk.
@@ -34,15 +36,15 @@ pub struct TurnStats {
 
 /// One turn's metrics record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TurnMetrics<'a> {
+pub(crate) struct TurnMetrics<'a> {
     /// The coalescing strategy (`adaptive`, `fixed-deltas:6`, ...): the dimension.
     pub strategy: &'a str,
-    /// The turn.
+    /// The turn's `turnId`, a searchable property (not a dimension).
     pub turn_id: &'a str,
     /// The Lambda request id.
     pub request_id: &'a str,
     /// The terminal chunk's `stopReason`.
-    pub stop_reason: &'a str,
+    pub stop_reason: &'a StopReason,
     /// The measurements.
     pub stats: &'a TurnStats,
 }
@@ -62,7 +64,7 @@ impl TurnMetrics<'_> {
     /// left out when the turn had no token or no accepted chunk), `Deltas`,
     /// `ChunksPublished`, `PublishRetries` (Count), `OutputTokens` (Count; left
     /// out when Bedrock reported no usage).
-    pub fn to_emf(&self, timestamp_ms: u64) -> Value {
+    pub(crate) fn to_emf(&self, timestamp_ms: u64) -> Value {
         let s = self.stats;
         let metrics: [(&str, &str, Option<u64>); 6] = [
             (
@@ -107,7 +109,7 @@ impl TurnMetrics<'_> {
     }
 
     /// Prints the EMF object, stamped now, as one line on stdout.
-    pub fn emit(&self) {
+    pub(crate) fn emit(&self) {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(millis)
@@ -138,7 +140,7 @@ mod tests {
             strategy: "adaptive",
             turn_id: "t1",
             request_id: "r1",
-            stop_reason: "end_turn",
+            stop_reason: &StopReason::Model("end_turn".into()),
             stats: &stats,
         };
         assert_eq!(
@@ -186,7 +188,7 @@ mod tests {
             strategy: "per-delta",
             turn_id: "t",
             request_id: "r",
-            stop_reason: "error",
+            stop_reason: &StopReason::Error,
             stats: &stats,
         }
         .to_emf(5);

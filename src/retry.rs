@@ -1,6 +1,6 @@
 //! Place in the data path: shared by **model** (re-opening a ConverseStream that
-//! failed before its first event) and **publisher** (re-sending a chunk) of
-//! "model -> coalescer -> publisher -> AppSync -> subscriber".
+//! failed before its first event) and the AppSync **sink** (re-sending a chunk)
+//! of "model -> coalescer -> turn driver -> sink".
 //!
 //! Exponential backoff with "equal jitter", as AWS recommends:
 //! <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>
@@ -12,7 +12,7 @@ use std::time::Duration;
 /// try `n + 1` wait a random time in `[d/2, d]` with
 /// `d = min(base_delay * 2^(n-1), max_delay)` ("equal jitter").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Tries in all, at least 1.
     pub max_attempts: u32,
     /// Backoff before the second try (before jitter).
@@ -35,7 +35,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed attempt `attempt` (1-based), jittered with `random`
     /// (any value; [`random_u64`] in production, fixed values in tests).
-    pub fn delay(&self, attempt: u32, random: u64) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32, random: u64) -> Duration {
         let exp = attempt.saturating_sub(1).min(20);
         let full = self
             .base_delay
@@ -48,14 +48,14 @@ impl RetryPolicy {
     }
 
     /// True when a failure of attempt `attempt` (1-based) may be followed by another.
-    pub fn may_retry(&self, attempt: u32) -> bool {
+    pub(crate) fn may_retry(&self, attempt: u32) -> bool {
         attempt < self.max_attempts
     }
 }
 
 /// Random bits for jitter, taken from a v4 UUID: good enough for spreading
 /// retries, no extra dependency.
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let bits = uuid::Uuid::new_v4().as_u128();
     (bits as u64) ^ ((bits >> 64) as u64)
 }

@@ -19,11 +19,11 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::node::{events, one};
 use common::*;
 use devstack::Stack;
 use devstack::bedrock::scripted_answer;
 use devstack::cognito::sub_for;
+use devstack::testing::node::{events, one};
 use serde_json::{Value, json};
 
 /// How long one run of `run.mjs` may take.
@@ -32,7 +32,7 @@ const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 fn node() -> Option<&'static node::Driver> {
     static NODE: OnceLock<Option<node::Driver>> = OnceLock::new();
     NODE.get_or_init(|| {
-        if std::env::var("AMPLIFY_TEST").as_deref() == Ok("skip") {
+        if skip_requested("AMPLIFY_TEST") {
             return None;
         }
         let major = node::node_major("AMPLIFY_TEST");
@@ -89,7 +89,7 @@ async fn amplify_streams_a_whole_turn_with_user_pool_auth() {
         return;
     };
     // Paced, so the answer arrives in several chunks.
-    let stack = tls_stack_with(|c| c.bedrock.scripted_tokens_per_second = 200.0).await;
+    let stack = tls_stack_with(resolver(), |c| c.bedrock.scripted_tokens_per_second = 200.0).await;
     let prompt = "What is AWS Lambda?";
     let max_tokens = 80;
     let mut env = base_env(&stack);
@@ -159,7 +159,7 @@ async fn amplify_iam_subscriber_receives_a_cancellation() {
         eprintln!("skipped: AMPLIFY_TEST=skip");
         return;
     };
-    let stack = tls_stack_with(|_| {}).await;
+    let stack = tls_stack_with(resolver(), |_| {}).await;
     let mut env = base_env(&stack);
     env.extend([
         ("TOKEN", stack.token("alice")),
@@ -232,7 +232,7 @@ async fn amplify_sees_expired_and_forged_tokens_refused() {
         eprintln!("skipped: AMPLIFY_TEST=skip");
         return;
     };
-    let stack = tls_stack_with(|_| {}).await;
+    let stack = tls_stack_with(resolver(), |_| {}).await;
     let now = devstack::cognito::now_secs();
     let expired = stack.user_pool.mint_id_token("alice", &[], now - 7200);
     let forger = devstack::cognito::UserPool::new(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bedrock_appsync_stream::client::{CANCEL_TURN, ReceivedChunk};
+use appsync_client::{CANCEL_TURN, Chunk};
 use common::*;
 use devstack::Stack;
 use serde_json::{Value, json};
@@ -19,20 +19,18 @@ async fn cancel(stack: &Stack, token: &str, conversation: &str, turn: &str) -> V
     body
 }
 
-async fn next_chunk(
-    subscription: &mut bedrock_appsync_stream::realtime::Subscription,
-) -> ReceivedChunk {
+async fn next_chunk(subscription: &mut appsync_client::Subscription) -> Chunk {
     let payload = tokio::time::timeout(TURN_TIMEOUT, subscription.next())
         .await
         .expect("a chunk in time")
         .expect("open")
         .expect("data");
-    ReceivedChunk::from_payload(&payload).expect("a chunk")
+    appsync_client::chunk_from_payload(&payload).expect("a chunk")
 }
 
 #[tokio::test]
 async fn the_owner_cancels_a_running_turn_and_the_model_stops() {
-    let stack = stack_with(|c| c.bedrock.scripted_tokens_per_second = 20.0).await;
+    let stack = stack_with(resolver(), |c| c.bedrock.scripted_tokens_per_second = 20.0).await;
     let alice = stack.token("alice");
     let bob = stack.token("bob");
     let client = connect(&stack, &alice).await;

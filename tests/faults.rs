@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use bedrock_appsync_stream::client::{ReceivedChunk, TurnAssembler};
+use appsync_client::{Chunk, TurnAssembler};
 use common::*;
 use devstack::Stack;
 use devstack::appsync::faults::PublishFault;
@@ -15,7 +15,7 @@ use devstack::bedrock::{Fault, StreamException, scripted_answer};
 const PROMPT: &str = "Tell me about streaming.";
 
 /// Runs one turn as alice; returns every chunk received (repeats included).
-async fn turn(stack: &Stack, conversation: &str, max_tokens: u32) -> Vec<ReceivedChunk> {
+async fn turn(stack: &Stack, conversation: &str, max_tokens: u32) -> Vec<Chunk> {
     let token = stack.token("alice");
     let client = connect(stack, &token).await;
     let mut subscription = subscribe(&client, conversation).await;
@@ -32,7 +32,7 @@ async fn turn(stack: &Stack, conversation: &str, max_tokens: u32) -> Vec<Receive
 }
 
 /// The subscriber's final view after ordering and dropping repeats.
-fn assembled(chunks: &[ReceivedChunk]) -> (String, ReceivedChunk) {
+fn assembled(chunks: &[Chunk]) -> (String, Chunk) {
     let mut assembler = TurnAssembler::new();
     let mut text = String::new();
     for chunk in chunks.iter().cloned() {
@@ -44,16 +44,16 @@ fn assembled(chunks: &[ReceivedChunk]) -> (String, ReceivedChunk) {
     (text, last)
 }
 
-fn assert_one_terminal_and_contiguous(chunks: &[ReceivedChunk]) {
-    let mut seqs: Vec<u64> = chunks.iter().map(|c| c.seq).collect();
+fn assert_one_terminal_and_contiguous(chunks: &[Chunk]) {
+    let mut seqs: Vec<i64> = chunks.iter().map(|c| c.seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(
         seqs,
-        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        (0..seqs.len() as i64).collect::<Vec<_>>(),
         "seq contiguous"
     );
-    let terminal: std::collections::HashSet<u64> =
+    let terminal: std::collections::HashSet<i64> =
         chunks.iter().filter(|c| c.done).map(|c| c.seq).collect();
     assert_eq!(terminal.len(), 1, "exactly one terminal chunk");
     assert_eq!(
@@ -80,7 +80,7 @@ async fn mid_stream_exceptions_end_with_a_typed_error_after_the_text_so_far() {
         ),
         (StreamException::Validation, "ValidationException", false),
     ];
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     for (n, (exception, error_type, retryable)) in cases.into_iter().enumerate() {
         stack.bedrock.set_fault(Some(Fault::Exception {
             after_deltas: 3,
@@ -113,7 +113,7 @@ async fn mid_stream_exceptions_end_with_a_typed_error_after_the_text_so_far() {
 
 #[tokio::test]
 async fn a_truncated_stream_ends_with_a_retryable_error() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     stack
         .bedrock
         .set_fault(Some(Fault::Truncate { after_deltas: 2 }));
@@ -128,7 +128,7 @@ async fn a_truncated_stream_ends_with_a_retryable_error() {
 
 #[tokio::test]
 async fn a_connection_cut_mid_stream_ends_with_a_retryable_error() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     stack
         .bedrock
         .set_fault(Some(Fault::Disconnect { after_deltas: 2 }));
@@ -143,7 +143,7 @@ async fn a_connection_cut_mid_stream_ends_with_a_retryable_error() {
 
 #[tokio::test]
 async fn a_stalled_model_is_cut_short_at_the_lambda_deadline() {
-    let stack = stack_with(|c| c.function_timeout = Duration::from_secs(3)).await;
+    let stack = stack_with(resolver(), |c| c.function_timeout = Duration::from_secs(3)).await;
     stack
         .bedrock
         .set_fault(Some(Fault::Stall { after_deltas: 3 }));
@@ -159,7 +159,7 @@ async fn a_stalled_model_is_cut_short_at_the_lambda_deadline() {
 
 #[tokio::test]
 async fn throttling_before_the_stream_is_retried_then_reported() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     stack.bedrock.set_fault(Some(Fault::Reject {
         status: 429,
         code: "ThrottlingException".into(),
@@ -181,7 +181,7 @@ async fn throttling_before_the_stream_is_retried_then_reported() {
 
 #[tokio::test]
 async fn appsync_throttling_and_server_errors_are_retried_without_loss() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     stack
         .appsync
         .publish_faults
@@ -200,7 +200,7 @@ async fn appsync_throttling_and_server_errors_are_retried_without_loss() {
 
 #[tokio::test]
 async fn a_dropped_connection_repeats_a_chunk_that_the_client_drops() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     stack
         .appsync
         .publish_faults
@@ -229,7 +229,7 @@ async fn a_dropped_connection_repeats_a_chunk_that_the_client_drops() {
 
 #[tokio::test]
 async fn a_publish_round_trip_delays_but_loses_nothing() {
-    let stack = stack_with(|c| c.bedrock.scripted_tokens_per_second = 200.0).await;
+    let stack = stack_with(resolver(), |c| c.bedrock.scripted_tokens_per_second = 200.0).await;
     stack
         .appsync
         .publish_faults
@@ -248,7 +248,7 @@ async fn a_publish_round_trip_delays_but_loses_nothing() {
 
 #[tokio::test]
 async fn publishes_that_keep_failing_end_the_turn_with_an_error_chunk() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     // More failures than the publisher's attempts for one chunk, then recovery.
     stack
         .appsync
@@ -264,7 +264,7 @@ async fn publishes_that_keep_failing_end_the_turn_with_an_error_chunk() {
 
 #[tokio::test]
 async fn the_lambda_deadline_cuts_the_turn_short_with_a_terminal_chunk() {
-    let stack = stack_with(|c| {
+    let stack = stack_with(resolver(), |c| {
         c.bedrock.scripted_tokens_per_second = 20.0;
         c.function_timeout = Duration::from_secs(3);
     })
@@ -279,7 +279,7 @@ async fn the_lambda_deadline_cuts_the_turn_short_with_a_terminal_chunk() {
 
 #[tokio::test]
 async fn a_duplicate_delivery_of_the_event_does_not_stream_twice() {
-    let stack = stack_with(|c| c.workers = 1).await;
+    let stack = stack_with(resolver(), |c| c.workers = 1).await;
     stack.lambda.set_duplicate_delivery(1);
     let token = stack.token("alice");
     let client = connect(&stack, &token).await;

@@ -8,7 +8,7 @@ use common::*;
 
 #[tokio::test]
 async fn the_real_model_streams_a_short_answer() {
-    let stack = stack_with(|c| c.default_model = "smollm2".into()).await;
+    let stack = stack_with(resolver(), |c| c.default_model = "smollm2".into()).await;
     stack
         .bedrock
         .warm("smollm2")

@@ -11,7 +11,7 @@ use devstack::bedrock::scripted_answer;
 
 #[tokio::test]
 async fn a_subscriber_receives_the_scripted_answer_whole_and_in_order() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let client = connect(&stack, &token).await;
     let mut subscription = subscribe(&client, "conv-whole").await;
@@ -24,10 +24,10 @@ async fn a_subscriber_receives_the_scripted_answer_whole_and_in_order() {
     );
 
     let chunks = collect_turn(&mut subscription, "turn-1").await;
-    let seqs: Vec<u64> = chunks.iter().map(|c| c.seq).collect();
+    let seqs: Vec<i64> = chunks.iter().map(|c| c.seq).collect();
     assert_eq!(
         seqs,
-        (0..chunks.len() as u64).collect::<Vec<_>>(),
+        (0..chunks.len() as i64).collect::<Vec<_>>(),
         "seq is contiguous and in order"
     );
     let done: Vec<_> = chunks.iter().filter(|c| c.done).collect();
@@ -43,7 +43,7 @@ async fn a_subscriber_receives_the_scripted_answer_whole_and_in_order() {
     assert_eq!(last.stop_reason.as_deref(), Some("max_tokens"));
     assert_eq!(
         last.usage.as_ref().map(|u| u.output_tokens),
-        Some(u64::from(tokens))
+        Some(i64::from(tokens))
     );
     assert!(last.error.is_none());
     assert!(
@@ -56,7 +56,7 @@ async fn a_subscriber_receives_the_scripted_answer_whole_and_in_order() {
 
 #[tokio::test]
 async fn another_users_subscription_receives_nothing() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let alice = stack.token("alice");
     let bob = stack.token("bob");
     let alice_client = connect(&stack, &alice).await;
@@ -81,8 +81,8 @@ async fn another_users_subscription_receives_nothing() {
 
 #[tokio::test]
 async fn the_legacy_query_string_header_form_subscribes_too() {
-    use bedrock_appsync_stream::realtime::{HeaderTransport, RealtimeAuth, RealtimeClient};
-    let stack = stack().await;
+    use appsync_client::{HeaderTransport, RealtimeAuth, RealtimeClient};
+    let stack = stack(resolver()).await;
     let token = stack.token("carol");
     let client = RealtimeClient::connect(
         &stack.realtime_url(),

@@ -29,11 +29,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::node::{events, one};
 use common::*;
 use devstack::Stack;
 use devstack::appsync::faults::PublishFault;
 use devstack::bedrock::scripted_answer;
+use devstack::testing::node::{events, one};
 use serde_json::Value;
 
 /// How long one run of `browser.mjs` may take (it stops itself after 90 s).
@@ -98,7 +98,7 @@ fn chromium() -> PathBuf {
 fn page_dir() -> Option<&'static Path> {
     static PAGE: OnceLock<Option<PathBuf>> = OnceLock::new();
     PAGE.get_or_init(|| {
-        if std::env::var("WEB_TEST").as_deref() == Ok("skip") {
+        if skip_requested("WEB_TEST") {
             return None;
         }
         node::node_major("WEB_TEST");
@@ -151,7 +151,7 @@ fn copy_sources(from: &Path, to: &Path) {
 /// A stack serving the built page over HTTPS, its scripted model paced at
 /// `tokens_per_second` so a person (and the sampler) can watch it stream.
 async fn page_stack(browser: &Browser, tokens_per_second: f64) -> Stack {
-    tls_stack_with(|c| {
+    tls_stack_with(resolver(), |c| {
         c.web_dir = Some(browser.page_dir.clone());
         c.bedrock.scripted_tokens_per_second = tokens_per_second;
     })

@@ -1,6 +1,8 @@
 //! The Cognito user pool stand-in: an RS256 key pair, its JWKS, ID tokens for
 //! dev users, and the token check AppSync runs for `AMAZON_COGNITO_USER_POOLS`.
-//! Place in the data path: subscriber/client -> **AppSync auth**.
+//!
+//! Place in the data path: client (`sendPrompt`) and subscriber (`onChunk`)
+//! --ID token--> **AppSync auth (Cognito)** -> resolvers.
 //!
 //! Tokens carry the claims of a real Cognito ID token
 //! (<https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-the-id-token.html>)
@@ -26,17 +28,25 @@ pub const TOKEN_TTL_SECS: u64 = 3600;
 /// Errors of key handling and token checks. The `Display` texts are AppSync's.
 #[derive(Debug, thiserror::Error)]
 pub enum CognitoError {
+    /// The token's `exp` has passed (no leeway).
     #[error("Token has expired.")]
     Expired,
+    /// The token is not a JWT (its header does not decode).
     #[error("Unable to parse JWT token.")]
     Unparsable,
+    /// A JWT this pool did not issue for its app client: another key or
+    /// algorithm, a bad signature, another issuer, audience or `token_use`.
     #[error("Valid authorization header not provided.")]
     Invalid,
+    /// The pool key file could not be read or written.
     #[error("could not read or write the pool key {path}: {source}")]
     KeyFile {
+        /// The key file.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The pool key could not be made, encoded or decoded as PKCS#1 RSA.
     #[error("the pool key is not a PKCS#1 RSA key: {0}")]
     KeyFormat(String),
 }
@@ -44,26 +54,38 @@ pub enum CognitoError {
 /// The claims of a Cognito ID token, as AppSync sees them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct IdTokenClaims {
+    /// The user's stable id (see [`sub_for`]).
     pub sub: String,
+    /// `cognito:username`: the name the user signs in with.
     #[serde(rename = "cognito:username")]
     pub username: String,
+    /// `cognito:groups`: the user's groups, absent when there are none.
     #[serde(
         rename = "cognito:groups",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub groups: Option<Vec<String>>,
+    /// The issuer: `{base_url}/{pool_id}`.
     pub iss: String,
+    /// The app client id, in an ID token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// The app client id, in an access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// `id` or `access`.
     pub token_use: String,
+    /// When the user signed in, in seconds since the epoch.
     pub auth_time: u64,
+    /// When the token was issued, in seconds since the epoch.
     pub iat: u64,
+    /// When the token expires, in seconds since the epoch.
     pub exp: u64,
+    /// The user's email (`NAME@example.com` for dev users).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The token's unique id.
     #[serde(default)]
     pub jti: Option<String>,
 }
@@ -72,10 +94,15 @@ pub struct IdTokenClaims {
 /// AppSync's identity object names.
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
+    /// The user's `sub`.
     pub sub: String,
+    /// `cognito:username`.
     pub username: String,
+    /// `cognito:groups`, when the token has any.
     pub groups: Option<Vec<String>>,
+    /// `iss`.
     pub issuer: String,
+    /// Every claim of the token, as AppSync's `identity.claims`.
     pub claims: Value,
 }
 
@@ -123,14 +150,17 @@ impl UserPool {
         }
     }
 
+    /// The pool's id, e.g. `us-east-1_devstack`.
     pub fn pool_id(&self) -> &str {
         &self.inner.pool_id
     }
 
+    /// The id of the pool's one app client (tokens' `aud`).
     pub fn client_id(&self) -> &str {
         &self.inner.client_id
     }
 
+    /// The tokens' `iss`: `{base_url}/{pool_id}`.
     pub fn issuer(&self) -> &str {
         &self.inner.issuer
     }
@@ -168,6 +198,12 @@ impl UserPool {
     }
 
     /// Checks a token as AppSync does for a Cognito user pool.
+    ///
+    /// # Errors
+    ///
+    /// [`CognitoError::Unparsable`] for a string that is not a JWT,
+    /// [`CognitoError::Expired`] past `exp`, [`CognitoError::Invalid`] for any
+    /// other failed check.
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, CognitoError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| CognitoError::Unparsable)?;
         if header.alg != Algorithm::RS256 || header.kid.as_deref() != Some(&self.inner.kid) {
@@ -226,6 +262,11 @@ pub fn sub_for(username: &str) -> String {
 
 /// Loads the pool's RSA key from `path`, or makes one and keeps it there, so
 /// tokens minted by `devstack token` stay valid across restarts of the stack.
+///
+/// # Errors
+///
+/// [`CognitoError::KeyFile`] when the file or its directory cannot be read or
+/// written, [`CognitoError::KeyFormat`] for a file that is not a PKCS#1 PEM key.
 pub fn load_or_create_key(path: &Path) -> Result<rsa::RsaPrivateKey, CognitoError> {
     let io = |source| CognitoError::KeyFile {
         path: path.display().to_string(),
@@ -248,6 +289,10 @@ pub fn load_or_create_key(path: &Path) -> Result<rsa::RsaPrivateKey, CognitoErro
 }
 
 /// A fresh RSA-2048 key.
+///
+/// # Errors
+///
+/// [`CognitoError::KeyFormat`] if the generator fails.
 pub fn new_key() -> Result<rsa::RsaPrivateKey, CognitoError> {
     rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
         .map_err(|e| CognitoError::KeyFormat(e.to_string()))

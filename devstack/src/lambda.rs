@@ -1,5 +1,9 @@
 //! The Lambda stand-in: the Runtime API and the worker processes that run the
-//! resolver. Place in the data path: AppSync --Invoke(Event)--> **Lambda** -> resolver.
+//! resolver.
+//!
+//! Place in the data path: client --sendPrompt--> AppSync --Invoke(Event)-->
+//! **Lambda** -> resolver process --ConverseStream--> Bedrock; resolver
+//! --publishChunk--> AppSync -> subscriber.
 //!
 //! Workers are separate processes talking to the Lambda Runtime API
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>) exactly as
@@ -26,17 +30,23 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 
+use crate::{DEV_ACCOUNT_ID, DEV_REGION};
+
 /// The program a worker runs: the resolver, as Lambda would run `bootstrap`.
 #[derive(Clone, Debug)]
 pub struct FunctionCommand {
+    /// The executable (the resolver's `bootstrap`, or `devstack` itself).
     pub program: PathBuf,
+    /// Its arguments (e.g. `worker` when `devstack` runs the resolver).
     pub args: Vec<String>,
 }
 
 /// How the function is configured, as in a Lambda function's configuration.
 #[derive(Clone, Debug)]
 pub struct LambdaConfig {
+    /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`, and in its ARN).
     pub function_name: String,
+    /// What each worker process runs.
     pub command: FunctionCommand,
     /// Worker processes (concurrent executions).
     pub workers: usize,
@@ -54,6 +64,7 @@ pub struct LambdaConfig {
 /// How an invocation ended.
 #[derive(Clone, Debug)]
 pub struct InvocationOutcome {
+    /// The invocation's request id (`Lambda-Runtime-Aws-Request-Id`).
     pub request_id: String,
     /// The function's response, or its error object (`errorType`, `errorMessage`).
     pub result: Result<Value, Value>,
@@ -97,6 +108,7 @@ struct Inner {
 }
 
 impl LambdaService {
+    /// A service with an empty queue and no workers yet (see [`Self::start_workers`]).
     pub fn new(config: LambdaConfig) -> Self {
         let (queue, next) = mpsc::unbounded_channel();
         let (outcomes, _) = broadcast::channel(1024);
@@ -151,6 +163,11 @@ impl LambdaService {
     }
 
     /// `Invoke` with `InvocationType: RequestResponse`: waits for the function's answer.
+    ///
+    /// # Errors
+    ///
+    /// The function's error object (`errorType`, `errorMessage`) as it posted
+    /// it, or a `ServiceException` one when the invocation was lost.
     pub async fn invoke(&self, payload: Value) -> Result<Value, Value> {
         let (tx, rx) = oneshot::channel();
         let invocation = Invocation {
@@ -172,6 +189,11 @@ impl LambdaService {
 
     /// Starts the worker processes against the Runtime API at `runtime_api`
     /// (`host:port`, Lambda's `AWS_LAMBDA_RUNTIME_API`).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of spawning a worker (e.g. no such program); workers
+    /// spawned before it keep running.
     pub async fn start_workers(&self, runtime_api: &str) -> std::io::Result<()> {
         let config = &self.inner.config;
         let mut children = self.inner.children.lock().await;
@@ -297,6 +319,12 @@ fn lambda_environment(config: &LambdaConfig, runtime_api: &str) -> Vec<(String, 
     .collect()
 }
 
+/// The function's ARN in the devstack's own account and region, as Lambda
+/// puts it in `Lambda-Runtime-Invoked-Function-Arn`.
+fn function_arn(function_name: &str) -> String {
+    format!("arn:aws:lambda:{DEV_REGION}:{DEV_ACCOUNT_ID}:function:{function_name}")
+}
+
 /// A worker's stdout and stderr become the function's log, line by line.
 fn forward_logs(child: &mut Child, worker: usize) {
     if let Some(out) = child.stdout.take() {
@@ -314,6 +342,9 @@ async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, worker: usize)
     }
 }
 
+/// `GET /runtime/invocation/next`: long-polls for the next event and hands it
+/// over with the headers `lambda_runtime` reads (request id, deadline, ARN,
+/// trace id).
 async fn next_invocation(State(service): State<LambdaService>) -> Response {
     if let Ok(mut init) = service.inner.init.lock() {
         init.1.get_or_insert_with(std::time::Instant::now);
@@ -342,10 +373,7 @@ async fn next_invocation(State(service): State<LambdaService>) -> Response {
         .lock()
         .await
         .insert(invocation.request_id.clone(), in_flight);
-    let arn = format!(
-        "arn:aws:lambda:us-east-1:000000000000:function:{}",
-        service.inner.config.function_name
-    );
+    let arn = function_arn(&service.inner.config.function_name);
     let mut headers = HeaderMap::new();
     let pairs = [
         (
@@ -372,6 +400,7 @@ async fn next_invocation(State(service): State<LambdaService>) -> Response {
     (headers, invocation.payload.to_string()).into_response()
 }
 
+/// `POST /runtime/invocation/{id}/response`: the function's result.
 async fn invocation_response(
     State(service): State<LambdaService>,
     Path(id): Path<String>,
@@ -381,6 +410,7 @@ async fn invocation_response(
     accepted(service.finish(&id, Ok(value)).await)
 }
 
+/// `POST /runtime/invocation/{id}/error`: the function failed this invocation.
 async fn invocation_error(
     State(service): State<LambdaService>,
     Path(id): Path<String>,
@@ -392,11 +422,13 @@ async fn invocation_error(
     accepted(service.finish(&id, Err(value)).await)
 }
 
+/// `POST /runtime/init/error`: the function failed before its first invocation.
 async fn init_error(body: Bytes) -> Response {
     tracing::error!(target: "lambda", error = %String::from_utf8_lossy(&body), "function init failed");
     (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
 }
 
+/// 202, or 400 `InvalidRequestID` for an id no worker was given.
 fn accepted(known: bool) -> Response {
     if known {
         (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()

@@ -8,9 +8,22 @@
 //! resolver --publishChunk (SigV4)--> AppSync --onChunk (WebSocket)--> client
 //! ```
 //!
+//! Place in the data path: every hop but the resolver itself, which runs as
+//! a real process in a Lambda stand-in's worker.
+//!
 //! With a certificate ([`StackConfig::tls`]) the same API also listens over
 //! HTTPS / `wss://` on a second port, which browsers and Amplify need, and
 //! serves the web chat page there.
+//!
+//! # Layout
+//!
+//! One module per service, in data-path order: [`appsync`] (GraphQL over
+//! HTTP, the real-time server, auth, the APPSYNC_JS resolvers, fan-out),
+//! [`lambda`] (the Runtime API and its worker processes), [`bedrock`]
+//! (ConverseStream with the `scripted` and `smollm2` models). Beside them:
+//! [`cognito`] (the user pool), [`sigv4_verify`] (the service side of SigV4),
+//! [`tls`] and [`web`] (the HTTPS listener and the web chat's origin), and the
+//! command line's [`cli`] and [`bench`]. [`Stack`] wires them onto one port.
 
 pub mod appsync;
 pub mod bedrock;
@@ -18,7 +31,8 @@ pub mod bench;
 pub mod cli;
 pub mod cognito;
 pub mod lambda;
-pub mod sigv4;
+pub mod sigv4_verify;
+pub mod testing;
 pub mod tls;
 pub mod web;
 
@@ -28,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use appsync_client::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -35,9 +50,6 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bedrock_appsync_stream::realtime::{
-    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError,
-};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -49,7 +61,7 @@ use appsync::{AppSync, AppSyncConfig};
 use bedrock::{BedrockConfig, BedrockState};
 use cognito::UserPool;
 use lambda::{FunctionCommand, LambdaConfig, LambdaService};
-use sigv4::{IamUser, IamUsers, SignedRequest};
+use sigv4_verify::{IamUser, IamUsers, SignedRequest};
 
 /// The dev IAM principal the resolver signs with (static, local only).
 pub const DEV_ACCESS_KEY_ID: &str = "DEVSTACKACCESSKEY";
@@ -59,11 +71,19 @@ pub const DEV_SECRET_ACCESS_KEY: &str = "devstack/secret/access/key";
 pub const DEV_ACCOUNT_ID: &str = "123456789012";
 /// The region the devstack pretends to be in.
 pub const DEV_REGION: &str = "us-east-1";
-/// The user pool id and app client id of the dev pool.
+/// The user pool id of the dev pool (the tokens' issuer is
+/// `{base_url}/{DEV_USER_POOL_ID}`).
 pub const DEV_USER_POOL_ID: &str = "us-east-1_devstack";
+/// The app client id of the dev pool (the ID tokens' `aud`).
 pub const DEV_CLIENT_ID: &str = "devstackappclient";
 /// The API key the devstack accepts for `API_KEY` auth.
 pub const DEV_API_KEY: &str = "da2-devstack";
+
+/// The resolver Lambda's runtime loop (`bedrock_appsync_stream::run`): what a
+/// Lambda worker process runs, as the deployed `bootstrap` does. Exposed so a
+/// test binary can serve as the function without building the root crate's
+/// binary.
+pub use bedrock_appsync_stream::run as run_resolver;
 
 /// The schema every part of the project shares.
 pub const SCHEMA: &str = include_str!("../../schema.graphql");
@@ -82,14 +102,17 @@ pub struct StackConfig {
     pub function_timeout: Duration,
     /// The Cognito pool's key; `None` makes a fresh one.
     pub cognito_key: Option<rsa::RsaPrivateKey>,
+    /// The Bedrock stand-in's settings (model pace, weights cache, faults).
     pub bedrock: BedrockConfig,
+    /// The AppSync stand-in's real-time settings.
     pub appsync: AppSyncConfig,
     /// Extra environment for the function (e.g. `RUST_LOG`).
     pub function_environment: Vec<(String, String)>,
     /// The model ids `sendPrompt` accepts.
     pub allowed_models: Vec<String>,
-    /// Lambda's retries of a failed asynchronous invocation, and the wait before each.
+    /// Lambda's retries of a failed asynchronous invocation (its default: 2).
     pub max_retry_attempts: u32,
+    /// The wait before the first retry; the n-th waits n times as long.
     pub retry_delay: Duration,
     /// Where the API definition (`template.yaml` and the APPSYNC_JS resolver
     /// files it names) is read from; `None` uses the copy of `infra/`
@@ -131,14 +154,19 @@ impl StackConfig {
 
 /// A running stack.
 pub struct Stack {
+    /// Where the HTTP listener (every stand-in) listens.
     pub addr: SocketAddr,
     /// The HTTPS listener's address, when [`StackConfig::tls`] was given.
     pub tls_addr: Option<SocketAddr>,
     /// Its certificate (clients trust `ca_pem`).
     pub certificate: Option<tls::DevCertificate>,
+    /// The dev user pool (mint tokens with [`Stack::token`]).
     pub user_pool: UserPool,
+    /// The GraphQL API (its subscriptions, publish faults and counters).
     pub appsync: Arc<AppSync>,
+    /// The Lambda service running the resolver.
     pub lambda: LambdaService,
+    /// The Bedrock stand-in (its fault switch and counters).
     pub bedrock: BedrockState,
     server: JoinHandle<()>,
     tls_server: Option<axum_server::Handle<SocketAddr>>,
@@ -146,6 +174,12 @@ pub struct Stack {
 
 impl Stack {
     /// Binds, serves every stand-in, and starts the Lambda workers.
+    ///
+    /// # Errors
+    ///
+    /// A port that cannot be bound, a Cognito key that cannot be made, a
+    /// schema or API definition that does not load, a certificate that is
+    /// refused, or a worker process that cannot be spawned.
     pub async fn start(config: StackConfig) -> anyhow::Result<Stack> {
         let listener = TcpListener::bind(config.bind)
             .await
@@ -259,6 +293,11 @@ impl Stack {
 
     /// Opens the real-time socket as a signed-in user (`token`: a user pool
     /// ID token), the way Amplify does (the `header-` subprotocol).
+    ///
+    /// # Errors
+    ///
+    /// The real-time client's error when the socket cannot be opened or the
+    /// connection is refused.
     pub async fn connect_as(&self, token: &str) -> Result<RealtimeClient, RealtimeError> {
         RealtimeClient::connect(
             &self.realtime_url(),
@@ -367,7 +406,7 @@ async fn verify_bedrock_signature(
         headers: &parts.headers,
         body: &bytes,
     };
-    if let Err(e) = sigv4::verify(&signed, "bedrock", &users, SystemTime::now()) {
+    if let Err(e) = sigv4_verify::verify(&signed, "bedrock", &users, SystemTime::now()) {
         let mut response = (
             StatusCode::FORBIDDEN,
             axum::Json(json!({"message": e.to_string()})),

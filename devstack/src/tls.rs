@@ -1,5 +1,8 @@
-//! The devstack's certificate for its HTTPS listener. Place in the data path:
-//! AppSync -> **`wss://`** -> subscriber (browsers and Amplify).
+//! The devstack's certificate for its HTTPS listener.
+//!
+//! Place in the data path: client (browser, Amplify) --sendPrompt over
+//! **HTTPS**--> AppSync -> ... -> AppSync --onChunk over **`wss://`**-->
+//! subscriber.
 //!
 //! Amplify JS v6 turns every GraphQL endpoint into a `wss://` real-time URL
 //! (`<endpoint>/realtime` for a custom domain), and a page served over HTTPS
@@ -38,11 +41,15 @@ pub struct DevCertificate {
 /// Why no certificate could be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// rcgen could not make a key or a certificate.
     #[error("could not generate the devstack certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The certificate directory could not be created or written.
     #[error("could not read or write the devstack certificate in {path}: {source}")]
     Io {
+        /// The directory.
         path: String,
+        /// The I/O error.
         source: std::io::Error,
     },
 }
@@ -50,6 +57,10 @@ pub enum TlsError {
 impl DevCertificate {
     /// A fresh CA and a server certificate for the loopback names, valid from
     /// a day ago for [`SERVER_DAYS`] days.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Generate`] if rcgen fails.
     pub fn generate() -> Result<Self, TlsError> {
         let now = chrono::Utc::now();
         let ca_key = KeyPair::generate()?;
@@ -72,6 +83,11 @@ impl DevCertificate {
     /// `not-after`), so a browser that was told to trust it keeps trusting it
     /// across restarts; a new one is made and written when there is none or it
     /// expires within a day.
+    ///
+    /// # Errors
+    ///
+    /// [`TlsError::Generate`] if a new one cannot be made, [`TlsError::Io`] if
+    /// it cannot be written (an unreadable old one is simply replaced).
     pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
         if let Some(existing) = Self::load(dir) {
             let tomorrow = chrono::Utc::now().timestamp() + 86_400;

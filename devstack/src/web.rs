@@ -1,7 +1,10 @@
 //! The web chat's origin: the devstack serves the built page of
 //! `client-examples/web` on its HTTPS listener, beside the API, so one
-//! `devstack up` and a browser are the whole local demo. Place in the data
-//! path: AppSync -> **the page** (subscriber).
+//! `devstack up` and a browser are the whole local demo.
+//!
+//! Place in the data path: **the page** (client) --sendPrompt--> AppSync ->
+//! Lambda (resolver) -> Bedrock -> resolver -> AppSync --onChunk--> **the
+//! page** (subscriber).
 //!
 //! Besides the page's files it serves two devstack-only resources, which AWS
 //! does not have (a deployed page gets its `config.json` from the stack's

@@ -11,7 +11,8 @@
 // https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-lambda-js.html
 import { util } from '@aws-appsync/utils';
 
-// The limits of sendPrompt; the resolver Lambda enforces the same (src/event.rs).
+// The limits of sendPrompt; the resolver Lambda enforces the same (src/limits.rs,
+// checked equal by its tests).
 const MAX_ID_CHARS = 128;
 const MAX_PROMPT_CHARS = 32000;
 const MAX_SYSTEM_CHARS = 32000;

@@ -1,5 +1,5 @@
-//! Place in the data path: model -> **coalescer** (ours, `adaptive`) ->
-//! publisher -> AppSync -> subscriber.
+//! Place in the data path: model -> **coalescer** (ours, `adaptive`) -> turn
+//! driver -> sink.
 //!
 //! The policy ("publish when idle"):
 //! - the first text goes out the moment it exists;
@@ -25,26 +25,25 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Coalesce, MIN_CHUNK_BYTES, Piece, split_front};
-
-/// Hold time used by [`Adaptive::new`] and when `MAX_HOLD_MS` is unset.
-pub const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(1000);
+#[cfg(test)]
+use crate::config::DEFAULT_MAX_HOLD;
 
 /// How many publish round trips pending text may linger, beyond the free one.
-pub const LINGER_ROUND_TRIPS: u32 = 7;
+pub(super) const LINGER_ROUND_TRIPS: u32 = 7;
 
 /// A round trip this short costs nothing worth batching for: no linger.
-pub const FREE_ROUND_TRIP: Duration = Duration::from_millis(5);
+pub(super) const FREE_ROUND_TRIP: Duration = Duration::from_millis(5);
 
 /// The longest any text lingers, whatever the round trip (below the 300 ms a
 /// fixed-timer strategy adds).
-pub const MAX_LINGER: Duration = Duration::from_millis(250);
+pub(super) const MAX_LINGER: Duration = Duration::from_millis(250);
 
 /// Weight of the newest sample in the smoothed round trip.
 const ROUND_TRIP_SMOOTHING: f64 = 0.3;
 
 /// Most publishes [`Adaptive`] lets run at once: the normal one, plus one
 /// started by the hold-time rule.
-pub const MAX_IN_FLIGHT: usize = 2;
+pub(crate) const MAX_IN_FLIGHT: usize = 2;
 
 /// The publish-when-idle coalescer of one turn (strategy `adaptive`).
 ///
@@ -54,7 +53,7 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// stream ends, call [`finish`](Adaptive::finish) and keep taking (and acking)
 /// until a piece with `last == true` has been taken.
 #[derive(Debug, Clone)]
-pub struct Adaptive {
+pub(crate) struct Adaptive {
     max_chunk_bytes: usize,
     max_hold: Duration,
     pending: String,
@@ -69,23 +68,18 @@ pub struct Adaptive {
     last_taken: bool,
 }
 
-/// The adaptive coalescer under its original name.
-pub type Coalescer = Adaptive;
-
 impl Adaptive {
-    /// Smallest usable bound: one UTF-8 character.
-    pub const MIN_CHUNK_BYTES: usize = MIN_CHUNK_BYTES;
-
     /// A coalescer producing chunks of at most `max_chunk_bytes` UTF-8 bytes
-    /// (raised to [`Adaptive::MIN_CHUNK_BYTES`] if smaller), with the
+    /// (raised to [`MIN_CHUNK_BYTES`] if smaller), with the
     /// [`DEFAULT_MAX_HOLD`] hold time.
-    pub fn new(max_chunk_bytes: usize) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(max_chunk_bytes: usize) -> Self {
         Self::with_max_hold(max_chunk_bytes, DEFAULT_MAX_HOLD)
     }
 
     /// As [`Adaptive::new`] with hold time `max_hold`: pending text that has
     /// waited this long while a publish is in flight may start a second one.
-    pub fn with_max_hold(max_chunk_bytes: usize, max_hold: Duration) -> Self {
+    pub(crate) fn with_max_hold(max_chunk_bytes: usize, max_hold: Duration) -> Self {
         Self {
             max_chunk_bytes: max_chunk_bytes.max(MIN_CHUNK_BYTES),
             max_hold,
@@ -101,7 +95,7 @@ impl Adaptive {
 
     /// Adds a model delta that arrived at `now`. Empty deltas and deltas after
     /// [`finish`](Adaptive::finish) are ignored.
-    pub fn push(&mut self, delta: &str, now: Instant) {
+    pub(crate) fn push(&mut self, delta: &str, now: Instant) {
         if self.finished || delta.is_empty() {
             return;
         }
@@ -117,7 +111,7 @@ impl Adaptive {
     /// [`MAX_IN_FLIGHT`] publishes are running). After `finish` pieces are
     /// handed out one at a time, with none in flight. Taking a piece counts a
     /// publish in flight until [`ack`](Adaptive::ack).
-    pub fn take_ready(&mut self, now: Instant) -> Option<Piece> {
+    pub(crate) fn take_ready(&mut self, now: Instant) -> Option<Piece> {
         if self.last_taken {
             return None;
         }
@@ -149,13 +143,14 @@ impl Adaptive {
     }
 
     /// One publish of a taken piece has finished (whatever its outcome).
-    pub fn ack(&mut self) {
+    #[cfg(test)]
+    pub(crate) fn ack(&mut self) {
         self.ack_at(Instant::now());
     }
 
     /// As [`ack`](Adaptive::ack), the publish having finished at `now`: its
     /// duration updates the smoothed round trip.
-    pub fn ack_at(&mut self, now: Instant) {
+    pub(crate) fn ack_at(&mut self, now: Instant) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(start) = self.started.pop_front() {
             let sample = now.saturating_duration_since(start);
@@ -171,7 +166,7 @@ impl Adaptive {
     /// How long pending text waits for more deltas when the publisher is idle:
     /// [`LINGER_ROUND_TRIPS`] times the round trip beyond [`FREE_ROUND_TRIP`],
     /// at most [`MAX_LINGER`]; zero before the first publish has returned.
-    pub fn linger(&self) -> Duration {
+    pub(crate) fn linger(&self) -> Duration {
         let Some(rt) = self.round_trip else {
             return Duration::ZERO;
         };
@@ -181,13 +176,13 @@ impl Adaptive {
     /// The model stream has ended: no more deltas. From now on
     /// [`take_ready`](Adaptive::take_ready) drains what is pending and then
     /// yields one piece with `last == true` (with empty text if nothing is left).
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.finished = true;
     }
 
     /// When the hold time of the pending text ends while a publish is in
     /// flight: the moment a second publish may start.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    pub(crate) fn next_wakeup(&self) -> Option<Instant> {
         if self.finished || self.in_flight >= MAX_IN_FLIGHT {
             return None;
         }
@@ -200,17 +195,18 @@ impl Adaptive {
     }
 
     /// True while a taken piece has not been acked.
-    pub fn is_in_flight(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_in_flight(&self) -> bool {
         self.in_flight > 0
     }
 
     /// UTF-8 bytes waiting to be taken.
-    pub fn pending_bytes(&self) -> usize {
+    pub(crate) fn pending_bytes(&self) -> usize {
         self.pending.len()
     }
 
     /// True once the piece with `last == true` has been taken.
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.last_taken
     }
 }
@@ -258,7 +254,7 @@ mod tests {
 
     #[test]
     fn first_delta_goes_out_immediately() {
-        let mut c = Coalescer::new(16);
+        let mut c = Adaptive::new(16);
         assert_eq!(c.take_ready(t0()), None, "nothing pending yet");
         c.push("Hel", t0());
         assert_eq!(c.take_ready(t0()), piece("Hel", false));
@@ -267,7 +263,7 @@ mod tests {
 
     #[test]
     fn deltas_arriving_while_busy_are_merged_into_the_next_chunk() {
-        let mut c = Coalescer::new(1024);
+        let mut c = Adaptive::new(1024);
         c.push("A", t0());
         assert_eq!(c.take_ready(t0()), piece("A", false));
         c.push("B", t0());
@@ -288,14 +284,14 @@ mod tests {
 
     #[test]
     fn empty_deltas_do_not_make_chunks() {
-        let mut c = Coalescer::new(8);
+        let mut c = Adaptive::new(8);
         c.push("", t0());
         assert_eq!(c.take_ready(t0()), None);
     }
 
     #[test]
     fn chunks_respect_the_byte_bound() {
-        let mut c = Coalescer::new(4);
+        let mut c = Adaptive::new(4);
         c.push("abcdefghij", t0());
         let mut out = Vec::new();
         while let Some(p) = c.take_ready(t0()) {
@@ -308,7 +304,7 @@ mod tests {
 
     #[test]
     fn a_huge_delta_is_split_into_several_chunks() {
-        let mut c = Coalescer::new(16 * 1024);
+        let mut c = Adaptive::new(16 * 1024);
         let big = "x".repeat(40_000);
         c.push(&big, t0());
         c.finish();
@@ -325,7 +321,7 @@ mod tests {
         // 'é' is 2 bytes, '€' 3, '😀' 4.
         for bound in 4..=9 {
             let text = "é€😀aé😀€😀😀b€";
-            let mut c = Coalescer::new(bound);
+            let mut c = Adaptive::new(bound);
             c.push(text, t0());
             c.finish();
             let mut joined = String::new();
@@ -341,14 +337,14 @@ mod tests {
 
     #[test]
     fn bound_below_one_character_is_raised() {
-        let mut c = Coalescer::new(1);
+        let mut c = Adaptive::new(1);
         c.push("😀😀", t0());
         assert_eq!(c.take_ready(t0()), piece("😀", false));
     }
 
     #[test]
     fn finish_drains_pending_text_and_marks_the_last_piece() {
-        let mut c = Coalescer::new(1024);
+        let mut c = Adaptive::new(1024);
         c.push("a", t0());
         assert_eq!(c.take_ready(t0()), piece("a", false));
         c.push("b", t0());
@@ -365,13 +361,13 @@ mod tests {
 
     #[test]
     fn finish_with_nothing_pending_yields_an_empty_last_piece() {
-        let mut c = Coalescer::new(1024);
+        let mut c = Adaptive::new(1024);
         c.finish();
         assert_eq!(c.take_ready(t0()), piece("", true));
         c.ack();
         assert_eq!(c.take_ready(t0()), None);
 
-        let mut c = Coalescer::new(1024);
+        let mut c = Adaptive::new(1024);
         c.push("all", t0());
         assert_eq!(c.take_ready(t0()), piece("all", false));
         c.ack();

@@ -1,5 +1,5 @@
 //! Place in the data path: model -> **coalescer** (the samples' strategies
-//! `per-delta`, `fixed-deltas:N`, `chars:N`) -> publisher -> AppSync -> subscriber.
+//! `per-delta`, `fixed-deltas:N`, `chars:N`) -> turn driver -> sink.
 //!
 //! These strategies decide chunk boundaries as deltas arrive, the way the
 //! public samples do in their read loop: a group of deltas closes when the
@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 
 use tokio::time::Instant;
 
-use super::{Coalesce, HARD_MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, Piece, split_front};
+use super::{Coalesce, MAX_CHUNK_BYTES, MIN_CHUNK_BYTES, Piece, split_front};
 
 /// The machinery the grouping strategies share: closed groups waiting to be
 /// published, the open group, one publish at a time, and the last piece.
@@ -128,17 +128,17 @@ macro_rules! delegate_groups {
 
 /// Strategy `per-delta`: one publish per delta, as the AWS blog sample and the
 /// Amplify AI kit do. Deltas are never merged; only a delta above
-/// [`HARD_MAX_CHUNK_BYTES`] (never seen in practice) is split.
+/// [`MAX_CHUNK_BYTES`] (never seen in practice) is split.
 #[derive(Debug, Clone)]
-pub struct PerDelta {
+pub(crate) struct PerDelta {
     groups: Groups,
 }
 
 impl PerDelta {
     /// A fresh per-delta state.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            groups: Groups::new(HARD_MAX_CHUNK_BYTES),
+            groups: Groups::new(MAX_CHUNK_BYTES),
         }
     }
 
@@ -159,14 +159,14 @@ delegate_groups!(PerDelta);
 /// bedrock-appsync-streaming sample uses 6), chunks of at most
 /// `max_chunk_bytes` UTF-8 bytes.
 #[derive(Debug, Clone)]
-pub struct FixedDeltas {
+pub(crate) struct FixedDeltas {
     every: NonZeroUsize,
     groups: Groups,
 }
 
 impl FixedDeltas {
     /// Groups of `every` deltas, split above `max_chunk_bytes`.
-    pub fn new(every: NonZeroUsize, max_chunk_bytes: usize) -> Self {
+    pub(crate) fn new(every: NonZeroUsize, max_chunk_bytes: usize) -> Self {
         Self {
             every,
             groups: Groups::new(max_chunk_bytes),
@@ -185,14 +185,14 @@ delegate_groups!(FixedDeltas);
 /// serverless-patterns sample does with 100; chunks of at most
 /// `max_chunk_bytes` UTF-8 bytes.
 #[derive(Debug, Clone)]
-pub struct Chars {
+pub(crate) struct Chars {
     min_chars: NonZeroUsize,
     groups: Groups,
 }
 
 impl Chars {
     /// Groups of `min_chars` characters or one sentence, split above `max_chunk_bytes`.
-    pub fn new(min_chars: NonZeroUsize, max_chunk_bytes: usize) -> Self {
+    pub(crate) fn new(min_chars: NonZeroUsize, max_chunk_bytes: usize) -> Self {
         Self {
             min_chars,
             groups: Groups::new(max_chunk_bytes),

@@ -1,4 +1,4 @@
-//! Place in the data path: model -> **coalescer** -> publisher -> AppSync -> subscriber.
+//! Place in the data path: model -> **coalescer** -> turn driver -> sink.
 //!
 //! Strategies that turn model text deltas into chunk texts. Every strategy is a
 //! pure state machine behind the [`Coalesce`] trait, driven by `turn` with
@@ -34,17 +34,11 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
 
-pub use adaptive::{Adaptive, Coalescer, DEFAULT_MAX_HOLD, MAX_IN_FLIGHT};
-pub use grouped::{Chars, FixedDeltas, PerDelta};
-pub use timer::Timer;
+pub(crate) use adaptive::Adaptive;
+pub(crate) use grouped::{Chars, FixedDeltas, PerDelta};
+pub(crate) use timer::Timer;
 
-/// Smallest usable chunk bound: one UTF-8 character.
-pub const MIN_CHUNK_BYTES: usize = 4;
-
-/// The bound [`PerDelta`] splits at: a delta is published whole unless it is
-/// bigger than this (it never is in practice), which keeps even that strategy
-/// under AppSync's 240 KB message limit after JSON escaping.
-pub const HARD_MAX_CHUNK_BYTES: usize = 65_536;
+use crate::limits::{MAX_CHUNK_BYTES, MIN_CHUNK_BYTES};
 
 /// A piece of text ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +162,7 @@ impl fmt::Display for Strategy {
 impl Strategy {
     /// A fresh state machine for one turn that starts at `now`: chunks of at
     /// most `max_chunk_bytes` UTF-8 bytes (raised to [`MIN_CHUNK_BYTES`];
-    /// [`PerDelta`] uses [`HARD_MAX_CHUNK_BYTES`]); `max_hold` is the
+    /// [`PerDelta`] uses [`MAX_CHUNK_BYTES`]); `max_hold` is the
     /// [`Adaptive`] hold time and ignored by the others.
     pub fn build(
         &self,
@@ -266,7 +260,7 @@ mod tests {
     /// wakeups, and returns the pieces.
     fn run(strategy: Strategy, max_chunk_bytes: usize, deltas: &[&str]) -> Vec<(String, bool)> {
         let t0 = Instant::now();
-        let mut c = strategy.build(max_chunk_bytes, DEFAULT_MAX_HOLD, t0);
+        let mut c = strategy.build(max_chunk_bytes, crate::config::DEFAULT_MAX_HOLD, t0);
         let mut out = Vec::new();
         let mut now = t0;
         for d in deltas {

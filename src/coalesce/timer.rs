@@ -1,5 +1,5 @@
 //! Place in the data path: model -> **coalescer** (the samples' `timer:MS`) ->
-//! publisher -> AppSync -> subscriber.
+//! turn driver -> sink.
 //!
 //! A free-running timer, as the AppSync + Bedrock agent sample runs one (it
 //! flushes a queue every 300 ms): ticks fall at `start + k * interval`, and
@@ -16,7 +16,7 @@ use super::{Coalesce, MIN_CHUNK_BYTES, Piece, split_front};
 
 /// Strategy `timer:MS`.
 #[derive(Debug, Clone)]
-pub struct Timer {
+pub(crate) struct Timer {
     interval: Duration,
     max_chunk_bytes: usize,
     start: Instant,
@@ -31,7 +31,7 @@ pub struct Timer {
 impl Timer {
     /// A timer ticking every `interval` (at least 1 ms) from `start`, chunks of
     /// at most `max_chunk_bytes` UTF-8 bytes.
-    pub fn new(interval: Duration, max_chunk_bytes: usize, start: Instant) -> Self {
+    pub(crate) fn new(interval: Duration, max_chunk_bytes: usize, start: Instant) -> Self {
         Self {
             interval: interval.max(Duration::from_millis(1)),
             max_chunk_bytes: max_chunk_bytes.max(MIN_CHUNK_BYTES),

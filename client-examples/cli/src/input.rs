@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 /// Blocking reads live on a plain thread (not in the async runtime), so the
 /// program can quit on Ctrl-C while a read is still waiting. The channel
 /// closes at end of input (or on a read error, such as text that is not UTF-8).
-pub fn prompts() -> mpsc::UnboundedReceiver<String> {
+pub(crate) fn prompts() -> mpsc::UnboundedReceiver<String> {
     let (lines, receiver) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -26,7 +26,7 @@ pub fn prompts() -> mpsc::UnboundedReceiver<String> {
 
 /// One message per Ctrl-C. While this runs, Ctrl-C no longer kills the
 /// process: the chat loop decides (cancel the turn, or quit).
-pub fn interrupts() -> mpsc::UnboundedReceiver<()> {
+pub(crate) fn interrupts() -> mpsc::UnboundedReceiver<()> {
     let (presses, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
@@ -40,7 +40,7 @@ pub fn interrupts() -> mpsc::UnboundedReceiver<()> {
 
 /// Shows `> ` on stderr when a person is typing (stdin is a terminal), never
 /// when the prompts come from a pipe or a file.
-pub fn show_prompt() {
+pub(crate) fn show_prompt() {
     if std::io::stdin().is_terminal() {
         let mut stderr = std::io::stderr();
         let _ = write!(stderr, "> ");

@@ -19,11 +19,9 @@ mod turn;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bedrock_appsync_stream::client::ON_CHUNK;
-use bedrock_appsync_stream::config::realtime_url_for;
-use bedrock_appsync_stream::realtime::{
-    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription,
-};
+use appsync_client::ON_CHUNK;
+use appsync_client::realtime_url_for;
+use appsync_client::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription};
 use clap::Parser;
 use serde_json::{Value, json};
 

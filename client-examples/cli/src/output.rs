@@ -4,11 +4,11 @@
 
 use std::io::Write;
 
-use bedrock_appsync_stream::client::{ReceivedChunk, ReceivedUsage};
+use appsync_client::{Chunk, Usage};
 
 /// Where and how chunks are printed.
 #[derive(Clone, Copy, Debug)]
-pub struct Output {
+pub(crate) struct Output {
     /// One JSON object per chunk on stdout, and nothing else there.
     pub json: bool,
 }
@@ -16,7 +16,7 @@ pub struct Output {
 impl Output {
     /// Ends a line of answer text cut short (the connection closed), so the
     /// error message that follows starts on a line of its own.
-    pub fn interrupted(&self) {
+    pub(crate) fn interrupted(&self) {
         if !self.json {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout).and_then(|()| stdout.flush());
@@ -27,7 +27,7 @@ impl Output {
     ///
     /// # Errors
     /// When stdout is gone (e.g. a closed pipe).
-    pub fn chunk(&self, chunk: &ReceivedChunk) -> std::io::Result<()> {
+    pub(crate) fn chunk(&self, chunk: &Chunk) -> std::io::Result<()> {
         let mut stdout = std::io::stdout().lock();
         if self.json {
             let line = serde_json::to_string(chunk).map_err(std::io::Error::other)?;
@@ -47,7 +47,7 @@ impl Output {
 }
 
 /// A short, friendly summary of a finished turn.
-fn status_line(last: &ReceivedChunk) -> String {
+fn status_line(last: &Chunk) -> String {
     if let Some(error) = &last.error {
         return format!("Sorry, the answer stopped early: {}", error.message);
     }
@@ -64,7 +64,7 @@ fn status_line(last: &ReceivedChunk) -> String {
 }
 
 /// `12 in / 40 out tokens`.
-fn tokens(usage: &ReceivedUsage) -> String {
+fn tokens(usage: &Usage) -> String {
     format!(
         "{} in / {} out tokens",
         usage.input_tokens, usage.output_tokens

@@ -3,10 +3,10 @@
 //! in order until the terminal one, and cancel it on Ctrl-C.
 
 use anyhow::{Context, bail};
-use bedrock_appsync_stream::client::{
-    MutationError, ReceivedChunk, TurnAssembler, cancel_turn, send_prompt, send_prompt_variables,
+use appsync_client::{
+    MutationError, TurnAssembler, cancel_turn, send_prompt, send_prompt_variables,
 };
-use bedrock_appsync_stream::realtime::{RealtimeClient, RealtimeError, Subscription};
+use appsync_client::{RealtimeClient, RealtimeError, Subscription};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -15,7 +15,7 @@ use crate::output::Output;
 
 /// How a turn ended, for the chat loop.
 #[derive(Debug, PartialEq, Eq)]
-pub enum TurnEnd {
+pub(crate) enum TurnEnd {
     /// The terminal chunk arrived: ask for the next prompt.
     Finished,
     /// Ctrl-C again while the cancellation was on its way: quit now.
@@ -31,7 +31,7 @@ enum Event {
 }
 
 /// One conversation: the subscription (opened once) and what every turn needs.
-pub struct Session {
+pub(crate) struct Session {
     pub http: reqwest::Client,
     pub graphql_url: String,
     /// The user's ID token, sent as the `authorization` header.
@@ -53,7 +53,7 @@ impl Session {
     /// # Errors
     /// `sendPrompt` or `cancelTurn` refused or unreachable, the connection
     /// closed mid-turn, or stdout gone.
-    pub async fn run(
+    pub(crate) async fn run(
         &mut self,
         prompt: &str,
         interrupts: &mut mpsc::UnboundedReceiver<()>,
@@ -136,7 +136,8 @@ impl Session {
             other => anyhow::anyhow!("the subscription failed: {other}"),
         })?;
         // Chunks of another turn (e.g. one started in another window) are not ours.
-        let Some(chunk) = ReceivedChunk::from_payload(&payload).filter(|c| c.turn_id == turn_id)
+        let Some(chunk) =
+            appsync_client::chunk_from_payload(&payload).filter(|c| c.turn_id == turn_id)
         else {
             return Ok(());
         };

@@ -1,6 +1,9 @@
 //! Who is calling AppSync: the auth modes, the checks for each, and the
-//! `identity` object resolvers see. Place in the data path: publisher and
-//! subscribers -> **AppSync auth** -> resolvers.
+//! `identity` object resolvers see.
+//!
+//! Place in the data path: client (`sendPrompt`, Cognito), resolver Lambda
+//! (`publishChunk`, IAM) and subscriber (`onChunk`, Cognito) -> **AppSync
+//! auth** -> resolvers.
 //!
 //! Header forms and identity shapes follow
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/security-authz.html>,
@@ -13,15 +16,20 @@ use http::HeaderMap;
 use serde_json::{Value, json};
 
 use crate::cognito::{CognitoError, UserPool};
-use crate::sigv4::{IamUsers, SigV4Error, SignedRequest, verify};
+use crate::sigv4_verify::{IamUsers, SigV4Error, SignedRequest, verify};
 
 /// AppSync's authorization modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
+    /// `API_KEY`: an `x-api-key` header.
     ApiKey,
+    /// `AWS_IAM`: a SigV4-signed request (the resolver's `publishChunk`).
     Iam,
+    /// `AMAZON_COGNITO_USER_POOLS`: a user pool JWT in `Authorization`.
     CognitoUserPools,
+    /// `OPENID_CONNECT`: named in directives; no caller is authenticated this way here.
     Oidc,
+    /// `AWS_LAMBDA`: named in directives; no caller is authenticated this way here.
     Lambda,
 }
 
@@ -41,6 +49,7 @@ impl AuthMode {
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Caller {
+    /// The mode the caller was authenticated with.
     pub mode: AuthMode,
     /// The resolver context's `identity` (`null` for API keys).
     pub identity: Value,
@@ -60,11 +69,14 @@ impl Caller {
 pub struct AuthError {
     /// 401 or 403, as AppSync answers over HTTP.
     pub status: u16,
+    /// AppSync's `errorType`, e.g. `UnauthorizedException`.
     pub error_type: &'static str,
+    /// The message AppSync sends with it.
     pub message: String,
 }
 
 impl AuthError {
+    /// 401 `UnauthorizedException` with `message`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self {
             status: 401,
@@ -98,14 +110,27 @@ impl From<CognitoError> for AuthError {
 /// What AppSync knows to check callers against.
 #[derive(Clone)]
 pub struct Authenticator {
+    /// The Cognito user pool whose tokens are accepted.
     pub user_pool: UserPool,
+    /// The IAM principals whose SigV4 signatures are accepted.
     pub iam_users: IamUsers,
+    /// The API keys accepted for `API_KEY`.
     pub api_keys: Vec<String>,
+    /// The API's default mode: the only one allowed on a field and type
+    /// without auth directives.
     pub default_mode: AuthMode,
 }
 
 impl Authenticator {
-    /// Authenticates an HTTP request to `POST /graphql` from its headers and body.
+    /// Authenticates an HTTP request to `POST /graphql` from its headers and
+    /// body: SigV4 when `Authorization` is signed, else an `x-api-key`, else a
+    /// Cognito JWT in `Authorization`.
+    ///
+    /// # Errors
+    ///
+    /// 403 with the SigV4 error type for a bad signature; 401
+    /// `UnauthorizedException` for an unknown API key, a bad or expired token,
+    /// or no credentials at all.
     pub fn http(
         &self,
         path: &str,
@@ -141,6 +166,10 @@ impl Authenticator {
     /// the object holds the headers of a request signed over `POST {path}` with
     /// `body`: `/graphql/connect` and `{}` on connect, `/graphql` and the
     /// `start` payload's `data` string on each start.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::http`]; 401 when `object` is not a JSON object.
     pub fn header_object(
         &self,
         object: &Value,
@@ -199,7 +228,8 @@ impl Authenticator {
     }
 }
 
-fn iam_caller(caller: &crate::sigv4::VerifiedCaller, source_ip: &str) -> Caller {
+/// The `identity` AppSync gives an IAM caller (no Cognito identity pool here).
+fn iam_caller(caller: &crate::sigv4_verify::VerifiedCaller, source_ip: &str) -> Caller {
     Caller {
         mode: AuthMode::Iam,
         identity: json!({

@@ -1,28 +1,38 @@
 //! Executing a prepared operation: per-field authorization, resolver calls, and
 //! completing results against the selection set (with GraphQL's null
 //! propagation). The same completion cuts a published mutation result down to
-//! each subscriber's selection set. Place in the data path: publisher ->
-//! **AppSync execution** -> fan-out -> subscriber.
+//! each subscriber's selection set.
+//!
+//! Place in the data path: client (`sendPrompt`) and resolver Lambda
+//! (`publishChunk`) -> **AppSync execution** -> resolvers; a mutation's result
+//! -> fan-out -> subscriber.
+//!
+//! Null propagation and error entries follow the GraphQL specification's
+//! "Handling Field Errors" (<https://spec.graphql.org/October2021/#sec-Handling-Field-Errors>),
+//! as AppSync's graphql-java engine applies it.
 
 use serde_json::{Map, Value, json};
 
 use super::AppSync;
 use super::auth::Caller;
-use super::operation::{GqlError, OperationKind, Prepared, Selected};
+use super::operation::{GraphQlError, OperationKind, Prepared, Selected};
 use super::resolvers::ResolveRequest;
 use super::schema::{Schema, TypeDef, TypeRef};
 
 /// The result of one operation: `data` and `errors`, as the HTTP body carries them.
 pub struct Outcome {
+    /// The `data` object, or `null` when a non-null root field was null.
     pub data: Value,
-    pub errors: Vec<GqlError>,
+    /// The field errors, in the order they were found.
+    pub errors: Vec<GraphQlError>,
 }
 
 impl Outcome {
+    /// The response body: `{"data": ...}`, with `"errors"` when there are any.
     pub fn to_json(&self) -> Value {
         let mut body = json!({"data": self.data});
         if !self.errors.is_empty() {
-            body["errors"] = Value::Array(self.errors.iter().map(GqlError::to_json).collect());
+            body["errors"] = Value::Array(self.errors.iter().map(GraphQlError::to_json).collect());
         }
         body
     }
@@ -34,16 +44,25 @@ pub struct Propagate;
 
 /// Completes resolver results against a selection set for one caller.
 pub struct Completer<'a> {
+    /// The schema that gives each field's type and auth directives.
     pub schema: &'a Schema,
+    /// Who will read the result: each field is checked against it.
     pub caller: &'a Caller,
+    /// The API's default auth mode (for fields and types without directives).
     pub default_mode: super::auth::AuthMode,
     /// Key results by alias (responses) or by field name (broadcast results).
     pub by_alias: bool,
-    pub errors: Vec<GqlError>,
+    /// The errors found so far (unauthorized fields, nulls in non-null fields).
+    pub errors: Vec<GraphQlError>,
 }
 
 impl Completer<'_> {
     /// Completes `value` at a field of type `ty` whose parent type is `parent`.
+    ///
+    /// # Errors
+    ///
+    /// [`Propagate`] when a non-null field came out null; its error is in
+    /// [`Self::errors`] and the parent must become null in turn.
     pub fn complete(
         &mut self,
         value: &Value,
@@ -70,7 +89,7 @@ impl Completer<'_> {
                     if self.errors.iter().any(|e| e.path.as_deref() == Some(path)) {
                         return Err(Propagate);
                     }
-                    let mut e = GqlError::new(format!(
+                    let mut e = GraphQlError::new(format!(
                         "Cannot return null for non-nullable type: '{}' within parent '{parent}' (/{})",
                         inner.base(),
                         slashed.join("/")
@@ -123,6 +142,10 @@ impl Completer<'_> {
     }
 
     /// Completes an object's selected fields, checking the caller may read each.
+    ///
+    /// # Errors
+    ///
+    /// [`Propagate`] when a non-null field of the object came out null.
     pub fn complete_object(
         &mut self,
         value: &Value,
@@ -162,8 +185,13 @@ impl Completer<'_> {
 }
 
 /// AppSync's error for a field the caller's auth mode may not read.
-pub fn unauthorized_field(field: &str, type_name: &str, path: &[Value], at: &Selected) -> GqlError {
-    let mut e = GqlError::typed(
+pub fn unauthorized_field(
+    field: &str,
+    type_name: &str,
+    path: &[Value],
+    at: &Selected,
+) -> GraphQlError {
+    let mut e = GraphQlError::typed(
         "Unauthorized",
         format!("Not Authorized to access {field} on type {type_name}"),
     );
@@ -282,7 +310,7 @@ async fn resolve(
     prepared: &Prepared,
     selected: &Selected,
     caller: &Caller,
-) -> Result<Value, GqlError> {
+) -> Result<Value, GraphQlError> {
     let request = ResolveRequest {
         parent_type: &prepared.root_type,
         field: &selected.name,
@@ -294,7 +322,7 @@ async fn resolve(
         .resolvers
         .resolve(request)
         .await
-        .map_err(|e| GqlError::typed(&e.error_type, e.message))
+        .map_err(|e| GraphQlError::typed(&e.error_type, e.message))
 }
 
 /// Cuts the mutation's result to the mutation's own selection set (keyed by
@@ -319,7 +347,7 @@ mod tests {
     use super::*;
     use crate::appsync::auth::{AuthMode, Authenticator};
     use crate::appsync::filter::Filter;
-    use crate::appsync::operation::{GraphQLRequest, prepare};
+    use crate::appsync::operation::{GraphQlRequest, prepare};
     use crate::appsync::resolvers::{ResolveRequest, ResolverError, Resolvers};
     use crate::appsync::schema::Schema;
     use crate::appsync::{AppSync, AppSyncConfig};
@@ -387,7 +415,7 @@ mod tests {
     }
 
     async fn run(appsync: &AppSync, query: &str, caller: &Caller) -> Value {
-        let request = GraphQLRequest {
+        let request = GraphQlRequest {
             query: query.into(),
             variables: None,
             operation_name: None,

@@ -1,7 +1,10 @@
 //! Faults the AppSync stand-in can inject into publishes (mutations from an
 //! IAM caller, i.e. the resolver's `publishChunk`): a simulated network round
 //! trip, throttling and server errors, and a connection dropped after the
-//! mutation took effect. Place in the data path: publisher -> **AppSync**.
+//! mutation took effect.
+//!
+//! Place in the data path: resolver Lambda --publishChunk--> **AppSync
+//! (faulty network or service)** -> fan-out -> subscriber.
 //!
 //! The status bodies are the ones AppSync answers with
 //! (<https://docs.aws.amazon.com/appsync/latest/APIReference/CommonErrors.html>).
@@ -23,7 +26,8 @@ pub enum PublishFault {
 }
 
 impl PublishFault {
-    /// Parses `429`, `500`, `503` or `drop`.
+    /// Parses `429`, `500`, `503` or `drop` (any status from 400 to 599 is
+    /// taken); `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "drop" => Some(Self::DropAfterExecute),
@@ -65,6 +69,7 @@ impl PublishFaults {
         self.lock().round_trip = round_trip;
     }
 
+    /// The simulated round trip set by [`Self::set_round_trip`] (zero by default).
     pub fn round_trip(&self) -> Duration {
         self.lock().round_trip
     }
@@ -98,6 +103,7 @@ pub struct PublishStats {
 }
 
 impl PublishStats {
+    /// Counts one publish of `body_bytes` request body bytes.
     pub fn record(&self, body_bytes: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         self.requests.fetch_add(1, Relaxed);

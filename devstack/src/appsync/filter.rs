@@ -1,5 +1,7 @@
 //! Enhanced subscription filters, evaluated on each published mutation result.
-//! Place in the data path: publisher -> AppSync -> **filter** -> subscriber.
+//!
+//! Place in the data path: resolver Lambda --publishChunk--> AppSync ->
+//! fan-out -> **filter (per subscription)** -> subscriber.
 //!
 //! The JSON form is what `util.transform.toSubscriptionFilter` produces:
 //! `{"filterGroup":[{"filters":[{"fieldName","operator","value"}]}]}`; groups
@@ -13,14 +15,20 @@ use serde_json::Value;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
+    /// The result field tested (`fieldName`), e.g. `owner` or `usage.totalTokens`.
     pub field_name: String,
+    /// One of [`OPERATORS`], e.g. `eq`, `in`, `beginsWith`.
     pub operator: String,
+    /// The operand: one value, or a list for `in`, `notIn`, `between` and
+    /// `containsAny`.
     #[serde(default)]
     pub value: Value,
 }
 
+/// Conditions that must all hold (`filters`, ANDed).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterGroup {
+    /// The conditions of the group.
     pub filters: Vec<Condition>,
 }
 
@@ -28,6 +36,7 @@ pub struct FilterGroup {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Filter {
+    /// The groups (`filterGroup`), ORed.
     pub filter_group: Vec<FilterGroup>,
 }
 
@@ -90,39 +99,66 @@ pub const OPERATORS: [&str; 13] = [
 /// Why a filter a subscription resolver set cannot be used.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum FilterError {
+    /// More than [`limits::MAX_GROUPS`] groups.
     #[error("a filter may have at most {max} filter groups, this one has {found}")]
-    TooManyGroups { found: usize, max: usize },
+    TooManyGroups {
+        /// Groups in the filter.
+        found: usize,
+        /// The limit, [`limits::MAX_GROUPS`].
+        max: usize,
+    },
+    /// A group with more than [`limits::MAX_FILTERS_PER_GROUP`] conditions.
     #[error("a filter group may have at most {max} filters, group {group} has {found}")]
     TooManyFilters {
+        /// The group's index, from 0.
         group: usize,
+        /// Conditions in that group.
         found: usize,
+        /// The limit, [`limits::MAX_FILTERS_PER_GROUP`].
         max: usize,
     },
+    /// An `in`, `notIn` or `containsAny` list over its limit.
     #[error("the operator '{operator}' of field '{field}' takes at most {max} values, got {found}")]
     TooManyValues {
+        /// The condition's `fieldName`.
         field: String,
+        /// The condition's operator.
         operator: String,
+        /// Values in the list.
         found: usize,
+        /// The operator's limit.
         max: usize,
     },
+    /// A `fieldName` of more than [`limits::MAX_FIELD_DEPTH`] levels.
     #[error("the field path '{0}' is deeper than 5 levels")]
     FieldTooDeep(String),
+    /// A `fieldName` that is empty or has an empty part (`a..b`).
     #[error("the field path '{0}' is empty or has an empty part")]
     BadFieldName(String),
+    /// An operator not in [`OPERATORS`].
     #[error("unknown filter operator '{0}'")]
     UnknownOperator(String),
+    /// A value of the wrong shape for its operator (e.g. `between` without two values).
     #[error("the operator '{operator}' of field '{field}' needs {needs}")]
     BadValue {
+        /// The condition's `fieldName`.
         field: String,
+        /// The condition's operator.
         operator: String,
+        /// What the operator needs, e.g. `a list of two values`.
         needs: &'static str,
     },
+    /// No groups, or a group without conditions.
     #[error("a filter needs at least one group, and each group at least one filter")]
     Empty,
 }
 
 impl Filter {
     /// Checks the filter against AppSync's limits and operator rules.
+    ///
+    /// # Errors
+    ///
+    /// The first broken rule, as a [`FilterError`].
     pub fn validate(&self) -> Result<(), FilterError> {
         use limits::*;
         if self.filter_group.is_empty() {

@@ -1,6 +1,17 @@
 //! The AppSync stand-in: the GraphQL HTTP endpoint, the real-time WebSocket,
-//! auth, schema, resolvers and `@aws_subscribe` fan-out. Place in the data
-//! path: publisher --publishChunk--> **AppSync** --onChunk--> subscriber.
+//! auth, schema, resolvers and `@aws_subscribe` fan-out.
+//!
+//! Place in the data path: client --sendPrompt--> **AppSync** --Invoke(Event)-->
+//! Lambda (resolver) -> Bedrock -> resolver --publishChunk--> **AppSync**
+//! --onChunk--> subscriber.
+//!
+//! A request meets, in order: [`auth`] (who is calling), [`operation`] (parse
+//! and validate, with input coercion), [`execute`] (per-field authorization,
+//! [`resolvers`], completion), then for a mutation [`pubsub`] (fan-out, with
+//! [`filter`]) to the sockets of [`realtime_server`]. [`schema`] is read by all
+//! of them; [`js`] runs the deployment's resolver code; [`faults`] injects
+//! publish failures for tests.
+//! <https://docs.aws.amazon.com/appsync/latest/devguide/what-is-appsync.html>
 
 pub mod auth;
 pub mod execute;
@@ -9,8 +20,9 @@ pub mod filter;
 pub mod js;
 pub mod operation;
 pub mod pubsub;
-pub mod realtime;
+pub mod realtime_server;
 pub mod resolvers;
+mod scalars;
 pub mod schema;
 
 use std::net::SocketAddr;
@@ -29,7 +41,7 @@ use serde_json::json;
 use auth::{AuthError, AuthMode, Authenticator, Caller};
 use execute::Completer;
 use faults::PublishFault;
-use operation::{GraphQLRequest, OperationKind, prepare};
+use operation::{GraphQlRequest, OperationKind, prepare};
 use pubsub::PubSub;
 use resolvers::Resolvers;
 use schema::Schema;
@@ -55,12 +67,18 @@ impl Default for AppSyncConfig {
     }
 }
 
-/// One GraphQL API.
+/// One GraphQL API: its schema, auth, resolvers, active subscriptions and
+/// settings, shared by the HTTP endpoint and every real-time connection.
 pub struct AppSync {
+    /// The schema operations are validated and completed against.
     pub schema: Schema,
+    /// The callers it accepts and its default auth mode.
     pub auth: Authenticator,
+    /// What resolves fields (the devstack's: `infra/`'s APPSYNC_JS files).
     pub resolvers: Box<dyn Resolvers>,
+    /// Every active subscription, fed by mutations.
     pub pubsub: PubSub,
+    /// Real-time settings (keep-alive, limits).
     pub config: AppSyncConfig,
     /// Faults injected into publishes (tests, `devstack up --publish-*`).
     pub publish_faults: faults::PublishFaults,
@@ -72,6 +90,7 @@ pub struct AppSync {
 }
 
 impl AppSync {
+    /// An API with no subscriptions, no faults and nothing counted yet.
     pub fn new(
         schema: Schema,
         auth: Authenticator,
@@ -98,7 +117,8 @@ impl AppSync {
         self.realtime_drops.send_modify(|n| *n += 1);
     }
 
-    /// A completer of results for `caller`.
+    /// A completer of results for `caller`: keyed by alias for a response
+    /// (`by_alias`), by field name for a result handed to the fan-out.
     pub fn completer<'a>(&'a self, caller: &'a Caller, by_alias: bool) -> Completer<'a> {
         Completer {
             schema: &self.schema,
@@ -113,8 +133,8 @@ impl AppSync {
     /// realtime host's path) and `GET /graphql/realtime` (a custom domain's).
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
-            .route("/graphql", get(realtime::upgrade).post(graphql))
-            .route("/graphql/realtime", get(realtime::upgrade))
+            .route("/graphql", get(realtime_server::upgrade).post(graphql))
+            .route("/graphql/realtime", get(realtime_server::upgrade))
             .with_state(self)
     }
 }
@@ -123,6 +143,10 @@ impl AppSync {
     /// Serves this API alone (its `POST /graphql` and real-time socket) on
     /// `bind`, e.g. with a test schema and stub resolvers. Returns the bound
     /// address and the server task (abort it to stop).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of binding `bind` (e.g. the port is taken).
     pub async fn serve(
         self: Arc<Self>,
         bind: SocketAddr,
@@ -140,6 +164,8 @@ impl AppSync {
     }
 }
 
+/// A refused caller, as AppSync answers over HTTP: 401 or 403, the error
+/// body, and the `x-amzn-ErrorType` header.
 fn auth_failure(e: AuthError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut response = (status, axum::Json(e.body())).into_response();
@@ -149,6 +175,7 @@ fn auth_failure(e: AuthError) -> Response {
     response
 }
 
+/// 400 `MalformedHttpRequestException` with `message`.
 fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
@@ -176,7 +203,7 @@ async fn graphql(
             Ok(c) => c,
             Err(e) => return auth_failure(e),
         };
-    let Ok(request) = serde_json::from_slice::<GraphQLRequest>(&body) else {
+    let Ok(request) = serde_json::from_slice::<GraphQlRequest>(&body) else {
         return bad_request("Unable to parse GraphQL query.");
     };
     let prepared = match prepare(&appsync.schema, &request) {

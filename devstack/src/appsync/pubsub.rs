@@ -1,6 +1,8 @@
 //! `@aws_subscribe` fan-out: which subscriptions a mutation result reaches, and
-//! what each receives. Place in the data path: publisher -> AppSync ->
-//! **fan-out** -> subscriber.
+//! what each receives.
+//!
+//! Place in the data path: resolver Lambda --publishChunk--> AppSync ->
+//! **fan-out** --onChunk--> subscriber.
 //!
 //! As the service behaves
 //! (<https://docs.aws.amazon.com/appsync/latest/devguide/aws-appsync-real-time-data.html>):
@@ -19,7 +21,7 @@ use tokio::sync::mpsc;
 use super::AppSync;
 use super::auth::Caller;
 use super::filter::Filter;
-use super::operation::{GqlError, Selected};
+use super::operation::{GraphQlError, Selected};
 use super::schema::TypeRef;
 
 /// AppSync's subscription message limit, in bytes.
@@ -27,10 +29,13 @@ pub const MAX_MESSAGE_BYTES: usize = 240 * 1024;
 
 /// One active subscription on one WebSocket connection.
 pub struct Subscription {
+    /// The connection it was started on (a per-API counter).
     pub connection: u64,
+    /// The id the client gave in `start`, unique on its connection.
     pub id: String,
     /// The subscription field's type, e.g. `Chunk`.
     pub ty: TypeRef,
+    /// The subscription field as selected, arguments and sub-selection included.
     pub selected: Selected,
     /// The mutations its `@aws_subscribe` names.
     pub mutations: Vec<String>,
@@ -38,6 +43,7 @@ pub struct Subscription {
     pub argument_filter: Option<Filter>,
     /// The filter its resolver set.
     pub enhanced_filter: Option<Filter>,
+    /// Who subscribed: each delivery is completed for (and authorized against) them.
     pub caller: Caller,
     /// Where its `data` messages go (the connection's writer).
     pub sender: mpsc::UnboundedSender<String>,
@@ -46,7 +52,11 @@ pub struct Subscription {
 /// Why a subscription could not be registered.
 #[derive(Debug, PartialEq)]
 pub enum RegisterError {
+    /// The connection already has a subscription with this id
+    /// (`DuplicatedOperationError`).
     Duplicated,
+    /// The connection holds the most subscriptions allowed
+    /// (`MaxSubscriptionsReachedError`).
     MaxReached,
 }
 
@@ -58,6 +68,11 @@ pub struct PubSub {
 
 impl PubSub {
     /// Adds a subscription, refusing a reused id or more than `max` on one connection.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError::Duplicated`] for an id already active on the
+    /// connection, [`RegisterError::MaxReached`] when it holds `max` already.
     pub fn register(&self, sub: Subscription, max: usize) -> Result<(), RegisterError> {
         let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
         let key = (sub.connection, sub.id.clone());
@@ -88,6 +103,7 @@ impl PubSub {
         self.subscriptions.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    /// Whether no subscription is active.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -123,7 +139,8 @@ fn data_message(appsync: &AppSync, sub: &Subscription, result: &Value) -> Option
     data.insert(sub.selected.key.clone(), value);
     let mut payload = json!({"data": data});
     if !completer.errors.is_empty() {
-        payload["errors"] = Value::Array(completer.errors.iter().map(GqlError::to_json).collect());
+        let errors = completer.errors.iter().map(GraphQlError::to_json).collect();
+        payload["errors"] = Value::Array(errors);
     }
     let message = json!({"id": sub.id, "type": "data", "payload": payload}).to_string();
     if message.len() > MAX_MESSAGE_BYTES {

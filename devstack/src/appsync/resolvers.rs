@@ -1,7 +1,9 @@
-//! The resolvers the AppSync stand-in runs, behind one seam. Place in the data
-//! path: client --sendPrompt--> **resolver** --Invoke(Event)--> Lambda;
-//! resolver Lambda --publishChunk--> **resolver** (NONE data source) -> fan-out;
-//! subscriber --onChunk--> **resolver** (sets the owner filter).
+//! The resolvers the AppSync stand-in runs, behind one seam.
+//!
+//! Place in the data path: client --sendPrompt--> AppSync **resolver**
+//! --Invoke(Event)--> Lambda; resolver Lambda --publishChunk--> AppSync
+//! **resolver** (NONE data source) -> fan-out; subscriber --onChunk--> AppSync
+//! **resolver** (sets the owner filter).
 //!
 //! The devstack's implementation is [`super::js::JsResolvers`], which runs the
 //! deployment's own APPSYNC_JS files from `infra/`: no resolver logic lives in
@@ -16,9 +18,13 @@ use super::filter::Filter;
 
 /// What a resolver sees: AppSync's `ctx` for one field.
 pub struct ResolveRequest<'a> {
+    /// `info.parentTypeName`: the type the field belongs to, e.g. `Mutation`.
     pub parent_type: &'a str,
+    /// `info.fieldName`, e.g. `sendPrompt`.
     pub field: &'a str,
+    /// `ctx.args`: the field's arguments, coerced.
     pub arguments: &'a Map<String, Value>,
+    /// Who is calling; its `identity` is `ctx.identity`.
     pub caller: &'a Caller,
     /// `info.selectionSetList`.
     pub selection_set_list: Vec<String>,
@@ -41,11 +47,14 @@ impl ResolveRequest<'_> {
 /// A resolver's `util.error(message, errorType, data, errorInfo)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolverError {
+    /// The `errorType`, e.g. `Unauthorized` or `Code`.
     pub error_type: String,
+    /// The `message`.
     pub message: String,
 }
 
 impl ResolverError {
+    /// An error of `error_type` with `message`.
     pub fn new(error_type: &str, message: impl Into<String>) -> Self {
         Self {
             error_type: error_type.to_owned(),
@@ -57,6 +66,11 @@ impl ResolverError {
 /// The seam: whatever runs resolver code (the APPSYNC_JS engine).
 pub trait Resolvers: Send + Sync {
     /// Resolves a query or mutation root field to its result.
+    ///
+    /// # Errors
+    ///
+    /// The resolver's error (`util.error`, a thrown exception as `Code`, a
+    /// data source failure), which AppSync puts in the response's `errors`.
     fn resolve<'a>(
         &'a self,
         request: ResolveRequest<'a>,
@@ -64,6 +78,10 @@ pub trait Resolvers: Send + Sync {
 
     /// Runs a subscription field's resolver when a client subscribes; it may set
     /// an enhanced filter (`extensions.setSubscriptionFilter`).
+    ///
+    /// # Errors
+    ///
+    /// The resolver's error, which refuses the `start` with an `error` message.
     fn subscribe(&self, request: ResolveRequest<'_>) -> Result<Option<Filter>, ResolverError>;
 }
 

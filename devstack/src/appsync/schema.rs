@@ -1,7 +1,10 @@
 //! The GraphQL schema as AppSync reads it: types, fields, arguments, and the
 //! AppSync directives that decide who may call what (`@aws_iam`,
 //! `@aws_cognito_user_pools`, ...) and which mutations feed which subscription
-//! (`@aws_subscribe`). Place in the data path: every request to **AppSync**.
+//! (`@aws_subscribe`).
+//!
+//! Place in the data path: client, resolver Lambda and subscriber -> **AppSync
+//! (the schema every step reads)** -> resolvers -> fan-out.
 //!
 //! Auth rules follow
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/security-authz.html#using-additional-authorization-modes>:
@@ -17,8 +20,11 @@ use super::auth::AuthMode;
 /// A type reference: `Name`, `[T]`, `T!`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TypeRef {
+    /// A named type: `Chunk`, `String`, ...
     Named(String),
+    /// A list of the inner type: `[T]`.
     List(Box<TypeRef>),
+    /// The inner type, never null: `T!`.
     NonNull(Box<TypeRef>),
 }
 
@@ -53,47 +59,67 @@ impl std::fmt::Display for TypeRef {
 /// An argument or input field.
 #[derive(Clone, Debug)]
 pub struct InputValueDef {
+    /// The argument's or input field's name.
     pub name: String,
+    /// Its declared type.
     pub ty: TypeRef,
+    /// Its default value, if the schema gives one.
     pub default: Option<serde_json::Value>,
 }
 
 /// A directive as written: its name and its arguments as JSON.
 #[derive(Clone, Debug)]
 pub struct DirectiveUse {
+    /// The directive's name without `@`, e.g. `aws_subscribe`.
     pub name: String,
+    /// Its arguments, e.g. `mutations` or `cognito_groups`.
     pub args: HashMap<String, serde_json::Value>,
 }
 
+/// A field of an object (or interface) type.
 #[derive(Clone, Debug)]
 pub struct FieldDef {
+    /// The field's name.
     pub name: String,
+    /// Its arguments.
     pub args: Vec<InputValueDef>,
+    /// Its result type.
     pub ty: TypeRef,
+    /// The directives on it (auth, `@aws_subscribe`).
     pub directives: Vec<DirectiveUse>,
 }
 
 /// The kinds of named type this stand-in executes.
 #[derive(Clone, Debug)]
 pub enum TypeDef {
+    /// An object type (interfaces are read as objects too).
     Object {
+        /// Its fields.
         fields: Vec<FieldDef>,
+        /// The directives on the type (auth modes for all its fields).
         directives: Vec<DirectiveUse>,
     },
+    /// An input object type.
     InputObject {
+        /// Its fields.
         fields: Vec<InputValueDef>,
     },
+    /// An enum type.
     Enum {
+        /// Its values' names.
         values: Vec<String>,
     },
+    /// A scalar, built in or custom (unions are read as scalars: not executed).
     Scalar,
 }
 
 /// Why a schema could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
+    /// The SDL does not parse (the parser's message).
     #[error("the schema does not parse: {0}")]
     Syntax(String),
+    /// A root type the schema needs is missing (`Query`).
     #[error("the schema has no {0} type")]
     MissingRoot(&'static str),
 }
@@ -102,8 +128,11 @@ pub enum SchemaError {
 #[derive(Clone, Debug)]
 pub struct Schema {
     types: HashMap<String, TypeDef>,
+    /// The query root type's name.
     pub query: String,
+    /// The mutation root type's name, if the schema has one.
     pub mutation: Option<String>,
+    /// The subscription root type's name, if the schema has one.
     pub subscription: Option<String>,
 }
 
@@ -116,7 +145,14 @@ const AUTH_DIRECTIVES: [(&str, AuthMode); 5] = [
 ];
 
 impl Schema {
-    /// Parses SDL (AppSync's scalars are built in, as in the service).
+    /// Parses SDL (AppSync's scalars are built in, as in the service). Root
+    /// types are the `schema { ... }` block's, else `Query`, `Mutation` and
+    /// `Subscription` by name.
+    ///
+    /// # Errors
+    ///
+    /// [`SchemaError::Syntax`] for SDL that does not parse,
+    /// [`SchemaError::MissingRoot`] without a query type.
     pub fn parse(sdl: &str) -> Result<Self, SchemaError> {
         let doc = graphql_parser::parse_schema::<String>(sdl)
             .map_err(|e| SchemaError::Syntax(e.to_string()))?
@@ -148,6 +184,7 @@ impl Schema {
         })
     }
 
+    /// The named type, if the schema (or AppSync's built-in scalars) has it.
     pub fn get(&self, name: &str) -> Option<&TypeDef> {
         self.types.get(name)
     }

@@ -1,10 +1,9 @@
-// Data path: model -> [event-stream frames] --HTTP body--> resolver (coalescer ->
-// publisher -> AppSync -> subscriber).
-//
-// Encodes ConverseStream events and exceptions as `application/vnd.amazon.eventstream`
-// frames, the way the real service does, so the real SDK decodes them unchanged.
-
-//! ConverseStream events and their event-stream framing.
+//! ConverseStream events and their event-stream framing: events and
+//! exceptions encoded as `application/vnd.amazon.eventstream` frames the way
+//! the real service does, so the real SDK decodes them unchanged.
+//!
+//! Place in the data path: model -> **event-stream frames** --HTTP body-->
+//! resolver (coalescer -> publisher) -> AppSync -> subscriber.
 //!
 //! Frame layout (all big-endian): total length u32 | headers length u32 |
 //! prelude CRC32 | headers | payload | message CRC32; encoded by
@@ -44,7 +43,7 @@ pub enum StreamEvent {
     ContentBlockDelta {
         /// Index of the content block (0 for the text answer).
         index: u32,
-        /// The new text.
+        /// The text to append to the answer.
         text: String,
     },
     /// `contentBlockStop` `{"contentBlockIndex":N}`.
@@ -59,9 +58,9 @@ pub enum StreamEvent {
     },
     /// `metadata` `{"usage":{...},"metrics":{"latencyMs":...}}`: always last.
     Metadata {
-        /// Prompt tokens.
+        /// Tokens of the prompt (system prompt and messages).
         input_tokens: u32,
-        /// Generated tokens.
+        /// Tokens of the generated answer.
         output_tokens: u32,
         /// Milliseconds from request to the end of generation.
         latency_ms: u64,
@@ -105,6 +104,11 @@ impl StreamEvent {
     }
 
     /// Encodes the event as one frame, with a random `"p"` padding field.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`] when the smithy encoder refuses the message (it cannot
+    /// for these small events; the body aborts the connection if it does).
     pub fn encode(&self) -> Result<Bytes, FrameError> {
         let headers = vec![
             string_header(":message-type", "event"),
@@ -143,6 +147,10 @@ impl StreamException {
     }
 
     /// Encodes the exception with `{"message": ...}` as one frame.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError`] when the smithy encoder refuses the message.
     pub fn encode(self, message: &str) -> Result<Bytes, FrameError> {
         let mut payload = json!({ "message": message });
         if self == Self::ModelStreamError {
@@ -184,6 +192,11 @@ fn encode_message(headers: Vec<Header>, payload: Vec<u8>) -> Result<Bytes, Frame
 
 /// Decodes every complete frame at the front of `buf`, leaving any partial
 /// frame in it. For tests and tools that read a ConverseStream body.
+///
+/// # Errors
+///
+/// [`FrameError`] for bytes that are not event-stream frames (a bad prelude
+/// or a CRC mismatch).
 pub fn decode_frames(
     decoder: &mut MessageFrameDecoder,
     buf: &mut BytesMut,

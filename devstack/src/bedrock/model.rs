@@ -1,13 +1,14 @@
-// Data path: [model] -> coalescer -> publisher -> AppSync -> subscriber.
-//
-// What every stand-in model shares: the request a model is given (already
-// validated by `request`), the events it streams back to `stream`, and the
-// bookkeeping that lets tests see a cancelled generation really stopped.
-
-//! The seam between the ConverseStream endpoint and the stand-in models.
+//! The seam between the ConverseStream endpoint and the stand-in models: what
+//! every model shares. The request a model is given (already validated by
+//! [`super::request`]), the output it streams back to [`super::stream`], and
+//! the bookkeeping that lets tests see a cancelled generation really stopped.
+//!
+//! Place in the data path: resolver --ConverseStream--> Bedrock endpoint ->
+//! **model** --[`ModelOutput`]--> event-stream body -> resolver (coalescer ->
+//! publisher) -> AppSync -> subscriber.
 //!
 //! A model is started with a [`GenerationRequest`] and answers with a
-//! [`Generation`]: its input token count plus a channel of [`ModelEvent`]s.
+//! [`Generation`]: its input token count plus a channel of [`ModelOutput`]s.
 //! Dropping the receiver is how a client cancels: every model checks the
 //! channel between deltas and stops (and releases the CPU) when it is gone.
 
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
+
+use super::error::BedrockError;
 
 /// How many events a model may run ahead of the HTTP body before it waits.
 pub(crate) const EVENT_BUFFER: usize = 32;
@@ -40,6 +43,18 @@ impl ModelId {
             "smollm2" => Some(Self::SmolLm2),
             _ => None,
         }
+    }
+
+    /// The model a (percent-decoded) `{modelId}` names: the one place an id
+    /// from a request becomes a model, so every entry point refuses an
+    /// unknown id the same way.
+    ///
+    /// # Errors
+    ///
+    /// [`BedrockError::ModelNotFound`] for an id this stand-in does not serve
+    /// (the service's 404 `ResourceNotFoundException`).
+    pub fn resolve(id: &str) -> Result<Self, BedrockError> {
+        Self::parse(id).ok_or_else(|| BedrockError::ModelNotFound(id.to_owned()))
     }
 
     /// The id as it appears in the request path.
@@ -79,7 +94,7 @@ impl Role {
 /// One message of the conversation, reduced to its text blocks (joined by `\n`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
-    /// Who wrote it.
+    /// Who wrote it: the user, or the assistant in an earlier turn.
     pub role: Role,
     /// The text of its `{"text": ...}` content blocks, joined by a newline.
     pub text: String,
@@ -136,10 +151,11 @@ impl StopReason {
     }
 }
 
-/// What a running model sends to the endpoint, in order: deltas, then exactly
-/// one of `Done` or `Failed`.
+/// What a running stand-in model sends to the endpoint, in order: deltas,
+/// then exactly one of `Done` or `Failed`. (Not the resolver's own model
+/// events: these are the stand-in's output, before event-stream framing.)
 #[derive(Debug, Clone, PartialEq)]
-pub enum ModelEvent {
+pub enum ModelOutput {
     /// New output text (complete UTF-8) and how many output tokens produced it.
     Delta {
         /// The text to append to the answer.
@@ -147,9 +163,9 @@ pub enum ModelEvent {
         /// Output tokens this delta accounts for (0 is allowed).
         tokens: u32,
     },
-    /// The model finished.
+    /// The model finished: the last event of a generation that succeeded.
     Done {
-        /// Why it stopped.
+        /// Why it stopped (`end_turn`, `max_tokens` or `stop_sequence`).
         stop: StopReason,
         /// Total output tokens of the turn.
         output_tokens: u32,
@@ -169,7 +185,7 @@ pub struct Generation {
     /// Prompt size in the model's tokens (words for `scripted`).
     pub input_tokens: u32,
     /// Deltas then one terminal event.
-    pub events: mpsc::Receiver<ModelEvent>,
+    pub events: mpsc::Receiver<ModelOutput>,
 }
 
 /// Counts generations whose producer (task or thread) is still running.
@@ -217,6 +233,15 @@ mod tests {
             ModelId::parse("anthropic.claude-3-haiku-20240307-v1:0"),
             None
         );
+    }
+
+    #[test]
+    fn resolve_refuses_an_unknown_id_as_not_found() {
+        assert_eq!(ModelId::resolve("scripted").ok(), Some(ModelId::Scripted));
+        assert!(matches!(
+            ModelId::resolve("nope"),
+            Err(BedrockError::ModelNotFound(id)) if id == "nope"
+        ));
     }
 
     #[test]

@@ -1,9 +1,8 @@
-// Data path: resolver --ConverseStream request--> [request] -> model -> coalescer
-// -> publisher -> AppSync -> subscriber.
-//
-// Turns the restJson1 body the SDK sends into a validated `GenerationRequest`.
-
-//! Parsing and validation of the ConverseStream request body.
+//! Parsing and validation of the ConverseStream request body: the restJson1
+//! body the SDK sends, turned into a validated [`GenerationRequest`].
+//!
+//! Place in the data path: resolver --ConverseStream request--> **Bedrock
+//! (request body)** -> model -> event-stream body -> resolver.
 //!
 //! Follows <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html>:
 //! `messages` (required), `system`, `inferenceConfig{maxTokens,temperature,topP,stopSequences}`.
@@ -69,7 +68,9 @@ struct WireInferenceConfig {
 
 /// Parses and validates a ConverseStream JSON body.
 ///
-/// Errors: [`RequestError::Malformed`] for JSON that does not fit the shape,
+/// # Errors
+///
+/// [`RequestError::Malformed`] for JSON that does not fit the shape,
 /// [`RequestError::Invalid`] for an empty conversation, a first message that is
 /// not from the user, a blank text block, a message without text, or
 /// `maxTokens < 1`, `temperature`/`topP` outside `[0, 1]`.

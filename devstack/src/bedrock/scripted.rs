@@ -1,9 +1,10 @@
-// Data path: [model: scripted] -> coalescer -> publisher -> AppSync -> subscriber.
-//
-// The weightless model: a fixed passage, streamed as deltas of 1 to 3 words at a
-// configurable pace, so tests and benches get a deterministic, readable answer.
-
-//! The `scripted` model: deterministic text, no weights.
+//! The `scripted` model: deterministic text, no weights. A fixed passage,
+//! streamed as deltas of 1 to 3 words at a configurable pace, so tests and
+//! benches get a deterministic, readable answer.
+//!
+//! Place in the data path: resolver --ConverseStream--> Bedrock -> **model:
+//! scripted** --deltas--> resolver (coalescer -> publisher) -> AppSync ->
+//! subscriber.
 //!
 //! The answer is `You asked: "<first 80 chars of the prompt>". ` followed by
 //! [`PASSAGE`]. It is cut into words (each word carries the whitespace before
@@ -18,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::model::{
-    ActiveGuard, EVENT_BUFFER, Generation, GenerationRequest, ModelEvent, StopReason, word_count,
+    ActiveGuard, EVENT_BUFFER, Generation, GenerationRequest, ModelOutput, StopReason, word_count,
 };
 
 /// The fixed text the `scripted` model streams after echoing the prompt.
@@ -63,6 +64,7 @@ pub struct ScriptedOptions {
     pub gaps: Option<(Duration, Duration)>,
     /// Repeat the passage until `maxTokens`, for answers of a chosen length.
     pub repeat: bool,
+    /// Seed of the pause draws of [`Self::gaps`], so a run can be repeated.
     pub seed: u64,
 }
 
@@ -70,8 +72,11 @@ pub struct ScriptedOptions {
 /// it, and its tokens (for `devstack bench`: receive time minus emit time).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Emission {
+    /// When the delta left the model (just before it is sent to the body).
     pub at: std::time::Instant,
+    /// The answer's length in bytes once this delta is appended.
     pub end_bytes: usize,
+    /// The output tokens (words) of the delta.
     pub tokens: u32,
 }
 
@@ -190,12 +195,12 @@ pub(crate) fn start(
                     tokens,
                 });
             }
-            if tx.send(ModelEvent::Delta { text, tokens }).await.is_err() {
+            if tx.send(ModelOutput::Delta { text, tokens }).await.is_err() {
                 return;
             }
         }
         let _ = tx
-            .send(ModelEvent::Done {
+            .send(ModelOutput::Done {
                 stop,
                 output_tokens,
             })
@@ -267,12 +272,12 @@ mod tests {
         }
     }
 
-    async fn collect(mut generation: Generation) -> (String, Vec<u32>, ModelEvent) {
+    async fn collect(mut generation: Generation) -> (String, Vec<u32>, ModelOutput) {
         let mut text = String::new();
         let mut sizes = Vec::new();
         while let Some(event) = generation.events.recv().await {
             match event {
-                ModelEvent::Delta { text: t, tokens } => {
+                ModelOutput::Delta { text: t, tokens } => {
                     text.push_str(&t);
                     sizes.push(tokens);
                 }
@@ -336,7 +341,7 @@ mod tests {
         assert!(sizes.len() > 50);
         assert_eq!(
             done,
-            ModelEvent::Done {
+            ModelOutput::Done {
                 stop: StopReason::EndTurn,
                 output_tokens: tokens
             }
@@ -357,7 +362,7 @@ mod tests {
         assert_eq!(sizes.iter().sum::<u32>(), 17);
         assert_eq!(
             done,
-            ModelEvent::Done {
+            ModelOutput::Done {
                 stop: StopReason::MaxTokens,
                 output_tokens: 17
             }
@@ -392,7 +397,7 @@ mod tests {
         );
         assert_eq!(counter.get(), 1);
         let first = generation.events.recv().await;
-        assert!(matches!(first, Some(ModelEvent::Delta { .. })));
+        assert!(matches!(first, Some(ModelOutput::Delta { .. })));
         drop(generation);
         for _ in 0..50 {
             if counter.get() == 0 {

@@ -1,9 +1,10 @@
-// Data path: [model: smollm2] -> coalescer -> publisher -> AppSync -> subscriber.
-//
-// A real language model behind the ConverseStream stand-in: SmolLM2-135M-Instruct
-// (GGUF, Q4_1) run on the CPU with candle, one token per delta.
-
-//! The `smollm2` model: SmolLM2-135M-Instruct with candle.
+//! The `smollm2` model: SmolLM2-135M-Instruct (GGUF, Q4_1) run on the CPU
+//! with candle, one token per delta; a real language model behind the
+//! ConverseStream stand-in.
+//!
+//! Place in the data path: resolver --ConverseStream--> Bedrock -> **model:
+//! smollm2** --deltas--> resolver (coalescer -> publisher) -> AppSync ->
+//! subscriber.
 //!
 //! - Weights: [`super::weights`] (pip, sha256, cache); loaded once, lazily, by
 //!   `quantized_llama::ModelWeights::from_gguf`.
@@ -43,7 +44,7 @@ use tokenizers::{AddedToken, Tokenizer};
 use tokio::sync::{OnceCell, mpsc};
 
 use super::model::{
-    ActiveGuard, EVENT_BUFFER, Generation, GenerationRequest, ModelEvent, Role, StopReason,
+    ActiveGuard, EVENT_BUFFER, Generation, GenerationRequest, ModelOutput, Role, StopReason,
 };
 use super::weights::{self, WeightsError};
 
@@ -155,6 +156,13 @@ impl std::fmt::Debug for SmolLm2 {
 
 impl SmolLm2 {
     /// Loads the GGUF at `path` on the CPU. Blocking (about half a second).
+    ///
+    /// # Errors
+    ///
+    /// [`SmolLm2Error::Open`] when the file cannot be opened,
+    /// [`SmolLm2Error::Metadata`] or [`SmolLm2Error::Tokenizer`] for metadata
+    /// the tokenizer cannot be built from, [`SmolLm2Error::Candle`] when the
+    /// tensors do not load.
     pub fn load(path: &Path) -> Result<Self, SmolLm2Error> {
         let mut file = File::open(path).map_err(|source| SmolLm2Error::Open {
             path: path.to_path_buf(),
@@ -202,12 +210,20 @@ impl SmolLm2 {
     }
 
     /// Token ids of `text`, control tokens included (no BOS is added).
+    ///
+    /// # Errors
+    ///
+    /// [`SmolLm2Error::Tokenizer`] when the tokenizer fails on the text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, SmolLm2Error> {
         let encoding = self.tokenizer.encode(text, false).map_err(tok_err)?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Text of `ids`, control tokens skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`SmolLm2Error::Tokenizer`] when the tokenizer cannot decode them.
     pub fn decode(&self, ids: &[u32]) -> Result<String, SmolLm2Error> {
         self.tokenizer.decode(ids, true).map_err(tok_err)
     }
@@ -217,12 +233,18 @@ impl SmolLm2 {
     /// `emit` receives each delta and then one `Done`; it returns `false` when
     /// the consumer is gone, which stops generation. `cancelled` is checked
     /// once the mutex is acquired, before the prompt is processed.
+    ///
+    /// # Errors
+    ///
+    /// [`SmolLm2Error::Candle`] when a forward pass or sampling fails,
+    /// [`SmolLm2Error::Tokenizer`] when the output cannot be decoded; the
+    /// deltas emitted before stay emitted.
     pub fn generate(
         &self,
         prompt_ids: &[u32],
         params: SamplingParams,
         cancelled: &dyn Fn() -> bool,
-        emit: &mut dyn FnMut(ModelEvent) -> bool,
+        emit: &mut dyn FnMut(ModelOutput) -> bool,
     ) -> Result<GenerationStats, SmolLm2Error> {
         let mut weights = self.weights.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
@@ -275,7 +297,7 @@ impl SmolLm2 {
                 let delta = delta.to_owned();
                 emitted = text;
                 let tokens = std::mem::take(&mut unreported_tokens);
-                if !emit(ModelEvent::Delta {
+                if !emit(ModelOutput::Delta {
                     text: delta,
                     tokens,
                 }) {
@@ -293,7 +315,7 @@ impl SmolLm2 {
 
         stats.total = started.elapsed();
         stats.stop = Some(stop);
-        emit(ModelEvent::Done {
+        emit(ModelOutput::Done {
             stop,
             output_tokens: u32::try_from(generated.len()).unwrap_or(u32::MAX),
         });
@@ -360,6 +382,12 @@ fn int_value(v: &gguf_file::Value) -> Option<i64> {
 /// ByteLevel(no prefix space, GPT-2 regex)]; byte-level decoder; control
 /// tokens registered as special so ChatML markers encode to single ids and are
 /// skipped when decoding.
+///
+/// # Errors
+///
+/// [`SmolLm2Error::Metadata`] for a missing or mistyped `tokenizer.ggml.*`
+/// key or a model other than `gpt2`; [`SmolLm2Error::Tokenizer`] when the BPE
+/// cannot be built from it.
 pub fn tokenizer_from_gguf(content: &gguf_file::Content) -> Result<Tokenizer, SmolLm2Error> {
     let model = metadata(content, "tokenizer.ggml.model")?
         .to_string()
@@ -451,6 +479,12 @@ impl SmolLm2Slot {
 }
 
 /// Fetches (if needed) and loads the model, logging how long the load took.
+/// Blocking; `cache_dir` as in [`super::BedrockConfig::cache_dir`].
+///
+/// # Errors
+///
+/// [`SmolLm2Error::Weights`] when the weights cannot be fetched or verified,
+/// and the errors of [`SmolLm2::load`].
 pub fn load_cached(cache_dir: Option<&Path>) -> Result<SmolLm2, SmolLm2Error> {
     let root = weights::cache_root(cache_dir)?;
     let path = weights::ensure_smollm2(&root)?;
@@ -527,7 +561,7 @@ pub(crate) async fn start(
             ),
             Err(e) => {
                 tracing::warn!(error = %e, "smollm2 generation failed");
-                let _ = tx.blocking_send(ModelEvent::Failed {
+                let _ = tx.blocking_send(ModelOutput::Failed {
                     message: e.to_string(),
                 });
             }
@@ -645,7 +679,7 @@ mod tests {
         let text: String = events
             .iter()
             .filter_map(|e| match e {
-                ModelEvent::Delta { text, .. } => Some(text.as_str()),
+                ModelOutput::Delta { text, .. } => Some(text.as_str()),
                 _ => None,
             })
             .collect();
@@ -675,12 +709,12 @@ mod tests {
         let tokens: u32 = events
             .iter()
             .map(|e| match e {
-                ModelEvent::Delta { tokens, .. } => *tokens,
+                ModelOutput::Delta { tokens, .. } => *tokens,
                 _ => 0,
             })
             .sum();
         match events.last() {
-            Some(ModelEvent::Done {
+            Some(ModelOutput::Done {
                 output_tokens,
                 stop,
             }) => {

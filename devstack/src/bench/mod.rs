@@ -1,8 +1,10 @@
 //! `devstack bench`: every coalescing strategy through the whole path, side by
 //! side, on the same recorded-shape token stream, with a simulated publish
 //! round trip; and the resolver's cold start, peak memory and binary size.
-//! Place in the data path: the whole of it, model -> coalescer -> publisher ->
-//! AppSync -> subscriber, measured at both ends.
+//!
+//! Place in the data path: the whole of it, client --sendPrompt--> AppSync ->
+//! Lambda (resolver) -> Bedrock (model) -> coalescer -> publisher -> AppSync
+//! -> subscriber, measured at both ends.
 //!
 //! Each strategy runs in its own stack (the real resolver binary as the Lambda
 //! function, `COALESCE_STRATEGY` in its environment), one after another so they
@@ -16,8 +18,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bedrock_appsync_stream::client::{ON_CHUNK, ReceivedChunk, send_prompt, send_prompt_variables};
-use bedrock_appsync_stream::realtime::RealtimeClient;
+use appsync_client::RealtimeClient;
+use appsync_client::{Chunk, ON_CHUNK, send_prompt, send_prompt_variables};
 use serde::Serialize;
 use serde_json::json;
 
@@ -37,7 +39,9 @@ pub const STRATEGIES: [&str; 5] = [
 /// A model's pace.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scenario {
+    /// Short name, as in the report's `scenario` column.
     pub name: &'static str,
+    /// What the model does, for the reader.
     pub description: &'static str,
     #[serde(skip)]
     gaps: Option<(Duration, Duration)>,
@@ -65,8 +69,11 @@ pub fn scenarios() -> Vec<Scenario> {
 
 /// What to run.
 pub struct BenchConfig {
+    /// The resolver binary, run as the Lambda function.
     pub function: FunctionCommand,
+    /// The `COALESCE_STRATEGY` values to compare.
     pub strategies: Vec<String>,
+    /// The simulated publish round trips to run each strategy at.
     pub round_trips: Vec<Duration>,
     /// Output tokens of each turn.
     pub tokens: u32,
@@ -77,15 +84,27 @@ pub struct BenchConfig {
 /// One strategy in one scenario at one round trip.
 #[derive(Clone, Debug, Serialize)]
 pub struct StrategyResult {
+    /// The [`Scenario::name`].
     pub scenario: &'static str,
+    /// The simulated publish round trip, in milliseconds.
     pub round_trip_ms: u64,
+    /// The `COALESCE_STRATEGY` value.
     pub strategy: String,
+    /// `publishChunk` mutations per turn, averaged over the measured turns.
     pub mutations_per_turn: f64,
+    /// Publish request body bytes per turn, averaged.
     pub bytes_per_turn: f64,
+    /// From `sendPrompt` to the first visible text, in milliseconds, averaged.
     pub first_text_ms: f64,
+    /// Median added delay per token (emitted by the model to visible to the
+    /// subscriber), in milliseconds.
     pub delay_p50_ms: f64,
+    /// 95th percentile added delay per token, in milliseconds.
     pub delay_p95_ms: f64,
+    /// 99th percentile added delay per token, in milliseconds.
     pub delay_p99_ms: f64,
+    /// AppSync's cost of 1000 such turns with one subscriber, in US dollars
+    /// (see [`measure::turn_cost`]).
     pub cost_per_1000_turns_usd: f64,
     /// The resolver process's peak resident memory over the run (VmHWM), in MB.
     pub resolver_peak_rss_mb: Option<f64>,
@@ -96,20 +115,34 @@ pub struct StrategyResult {
 pub struct ResolverResult {
     /// Process spawn to the first `GET /runtime/invocation/next`, median of runs.
     pub cold_start_ms: f64,
+    /// How many cold starts the median is of.
     pub cold_start_runs: usize,
+    /// The resolver binary's size in bytes.
     pub binary_bytes: u64,
 }
 
+/// Everything `devstack bench` measured (printed as a table or as JSON).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// The scenarios run.
     pub scenarios: Vec<Scenario>,
+    /// Output tokens of each measured turn.
     pub tokens_per_turn: u32,
+    /// Measured turns per strategy, scenario and round trip.
     pub turns_per_strategy: usize,
+    /// One result per scenario, round trip and strategy, in run order.
     pub results: Vec<StrategyResult>,
+    /// The resolver binary's own numbers.
     pub resolver: ResolverResult,
 }
 
-/// Runs every strategy in every scenario at every round trip.
+/// Runs every strategy in every scenario at every round trip, each in a fresh
+/// stack, then measures the resolver's cold start; `progress` hears each step.
+///
+/// # Errors
+///
+/// A stack that does not start, a turn that fails or stalls (120 s without a
+/// chunk), or a resolver that never asks for an invocation.
 pub async fn run(config: &BenchConfig, progress: impl Fn(&str)) -> anyhow::Result<Report> {
     let mut results = Vec::new();
     for scenario in scenarios() {
@@ -144,6 +177,7 @@ struct TurnSample {
     cost: f64,
 }
 
+/// One strategy in one scenario at one round trip, in its own stack.
 async fn run_strategy(
     config: &BenchConfig,
     scenario: &Scenario,
@@ -191,6 +225,7 @@ async fn run_strategy(
     })
 }
 
+/// A warm-up turn, then the measured ones, on one subscriber connection.
 async fn measure_turns(stack: &Stack, config: &BenchConfig) -> anyhow::Result<Vec<TurnSample>> {
     let token = stack.token("bench");
     let client = stack.connect_as(&token).await?;
@@ -203,6 +238,8 @@ async fn measure_turns(stack: &Stack, config: &BenchConfig) -> anyhow::Result<Ve
     Ok(samples)
 }
 
+/// Subscribes, sends the prompt, and collects every chunk of the turn with
+/// its arrival time (waiting for any missing `seq` after the terminal chunk).
 async fn one_turn(
     stack: &Stack,
     client: &RealtimeClient,
@@ -230,7 +267,7 @@ async fn one_turn(
         variables,
     )
     .await?;
-    let mut chunks: BTreeMap<u64, (Instant, ReceivedChunk)> = BTreeMap::new();
+    let mut chunks: BTreeMap<i64, (Instant, Chunk)> = BTreeMap::new();
     let mut message_bytes = Vec::new();
     let done_seq = loop {
         let next = tokio::time::timeout(Duration::from_secs(120), subscription.next())
@@ -239,7 +276,7 @@ async fn one_turn(
         let payload = next.context("the subscription ended")??;
         let at = Instant::now();
         message_bytes.push(payload.to_string().len() + 40);
-        let chunk = ReceivedChunk::from_payload(&payload).context("not a chunk")?;
+        let chunk = appsync_client::chunk_from_payload(&payload).context("not a chunk")?;
         if let Some(error) = &chunk.error {
             bail!("the turn failed: {}", error.message);
         }
@@ -249,12 +286,12 @@ async fn one_turn(
             break seq;
         }
     };
-    while (chunks.len() as u64) <= done_seq {
+    while i64::try_from(chunks.len()).unwrap_or(i64::MAX) <= done_seq {
         let payload = subscription
             .next()
             .await
             .context("a chunk went missing")??;
-        if let Some(chunk) = ReceivedChunk::from_payload(&payload) {
+        if let Some(chunk) = appsync_client::chunk_from_payload(&payload) {
             chunks.entry(chunk.seq).or_insert((Instant::now(), chunk));
         }
     }

@@ -1,5 +1,9 @@
 //! `devstack bench`: the coalescing strategies side by side, and the
 //! resolver's cold start, memory and size. A table on stdout, or `--json`.
+//!
+//! Place in the data path: the command line over [`crate::bench`], which
+//! measures the whole path (model -> coalescer -> publisher -> AppSync ->
+//! subscriber).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,8 +13,9 @@ use anyhow::Context;
 use crate::bench::{BenchConfig, Report, STRATEGIES, run};
 use crate::lambda::FunctionCommand;
 
+// `devstack bench`'s flags (a doc comment would become part of `--help`).
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(super) struct BenchArgs {
     /// Simulated publish round trips, in milliseconds.
     #[arg(long, value_delimiter = ',', default_value = "0,30")]
     rtt: Vec<u64>,
@@ -31,7 +36,9 @@ pub struct BenchArgs {
     json: bool,
 }
 
-pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+/// Runs the bench with `args` against the resolver binary, then prints the
+/// report (progress goes to stderr).
+pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     super::init_tracing("warn");
     let program = match args.function {
         Some(p) => p,
@@ -65,6 +72,7 @@ pub async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The report as a table: one line per scenario, round trip and strategy.
 fn print_table(report: &Report) {
     println!(
         "{} tokens a turn, {} measured turn(s) per strategy, one subscriber\n",

@@ -2,21 +2,24 @@
 //! in-process, subscribes as the user over the real WebSocket, sends
 //! `sendPrompt` over HTTP with the user's JWT, prints the answer as chunks
 //! arrive, then one stats line on stderr.
+//!
+//! Place in the data path: both ends of it; **this command** (client)
+//! --sendPrompt--> AppSync -> Lambda (resolver) -> Bedrock -> resolver
+//! --publishChunk--> AppSync --onChunk--> **this command** (subscriber).
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bedrock_appsync_stream::client::{
-    ON_CHUNK, ReceivedChunk, TurnAssembler, send_prompt, send_prompt_variables,
-};
+use appsync_client::{Chunk, ON_CHUNK, TurnAssembler, send_prompt, send_prompt_variables};
 use serde_json::json;
 
 use crate::{Stack, StackConfig};
 
+// `devstack chat`'s flags (a doc comment would become part of `--help`).
 #[derive(clap::Args)]
-pub struct ChatArgs {
+pub(super) struct ChatArgs {
     /// What to ask.
     prompt: String,
     /// `smollm2` (a real model, run locally) or `scripted` (deterministic text).
@@ -36,7 +39,9 @@ pub struct ChatArgs {
     timeout: u64,
 }
 
-pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
+/// Starts a one-worker stack on a free port, runs the chat, and stops the
+/// stack whatever the outcome.
+pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     super::init_tracing("warn");
     let mut config = StackConfig::new(super::self_as_function()?);
     config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -49,6 +54,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Warms the model, subscribes as the user, sends the prompt, and prints the
+/// turn's chunks in `seq` order until the terminal one.
 async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     stack
         .bedrock
@@ -93,7 +100,8 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
         let Some(payload) = next else {
             bail!("the subscription ended before the answer did")
         };
-        let Some(chunk) = ReceivedChunk::from_payload(&payload?).filter(|c| c.turn_id == turn_id)
+        let Some(chunk) =
+            appsync_client::chunk_from_payload(&payload?).filter(|c| c.turn_id == turn_id)
         else {
             continue;
         };
@@ -109,8 +117,9 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     report(&last, first_chunk, chunks, started.elapsed())
 }
 
+/// The stats line on stderr; an error if the turn ended with one.
 fn report(
-    last: &ReceivedChunk,
+    last: &Chunk,
     first: Option<Duration>,
     chunks: usize,
     total: Duration,

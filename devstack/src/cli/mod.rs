@@ -1,5 +1,11 @@
-//! The `devstack` command line: `up`, `chat`, `token`, and the hidden `worker`
-//! that runs the resolver as a Lambda execution environment runs `bootstrap`.
+//! The `devstack` command line: `up`, `chat`, `bench`, `token`, and the
+//! hidden `worker` that runs the resolver as a Lambda execution environment
+//! runs `bootstrap`.
+//!
+//! Place in the data path: outside it; `up` starts the whole path (client ->
+//! AppSync -> Lambda (resolver) -> Bedrock -> resolver -> AppSync ->
+//! subscriber), `chat` and `bench` drive it end to end as a client and a
+//! subscriber, `worker` is the resolver inside Lambda.
 
 mod bench;
 mod chat;
@@ -12,6 +18,8 @@ use clap::{Parser, Subcommand};
 
 use crate::lambda::FunctionCommand;
 
+// The command line: one subcommand. (Plain comments on the clap types: a doc
+// comment would become part of `--help`.)
 #[derive(Parser)]
 #[command(
     name = "devstack",
@@ -84,6 +92,8 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `devstack token`: prints an ID token for `args.user`, signed with the
+/// pool key `devstack up` keeps, so the running stack accepts it.
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let key = crate::cognito::load_or_create_key(&key_path())?;
     let pool = crate::cognito::UserPool::new(

@@ -1,5 +1,10 @@
 //! `devstack up`: every stand-in on one port (and again over HTTPS on a
 //! second, with the web chat page), until Ctrl-C.
+//!
+//! Place in the data path: it starts all of it (client -> AppSync -> Lambda
+//! (resolver) -> Bedrock -> resolver -> AppSync -> subscriber), with the
+//! publish and model faults its flags ask for, and prints where each part
+//! listens.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +17,9 @@ use crate::{
     DEV_ACCESS_KEY_ID, DEV_API_KEY, DEV_REGION, DEV_SECRET_ACCESS_KEY, Stack, StackConfig,
 };
 
+// `devstack up`'s flags (a doc comment would become part of `--help`).
 #[derive(clap::Args)]
-pub struct UpArgs {
+pub(super) struct UpArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4000")]
     bind: SocketAddr,
@@ -51,7 +57,9 @@ pub struct UpArgs {
     web_dir: PathBuf,
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// Starts the stack with `args`, prints its endpoints and credentials, and
+/// serves until Ctrl-C.
+pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     super::init_tracing("info");
     let mut config = StackConfig::new(super::self_as_function()?);
     config.bind = args.bind;

@@ -1,6 +1,8 @@
-//! The QuickJS engine that runs one APPSYNC_JS handler. Place in the data
-//! path: client -> AppSync **resolver handler** (`request` | `response`) ->
-//! data source (NONE | Lambda) -> client.
+//! The QuickJS engine that runs one APPSYNC_JS handler.
+//!
+//! Place in the data path: client --sendPrompt--> AppSync -> **resolver
+//! handler** (`request` | `response`) -> data source (NONE | Lambda) -> the
+//! caller's response or the fan-out.
 //!
 //! Every call gets a fresh runtime: the handler's module, `@aws-appsync/utils`
 //! and the context are built anew, so nothing leaks from one call (or one
@@ -37,11 +39,14 @@ pub const MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 /// Which exported function of a resolver or function file runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handler {
+    /// `request(ctx)`: runs before the data source, returns its request.
     Request,
+    /// `response(ctx)`: runs after the data source, returns the field's result.
     Response,
 }
 
 impl Handler {
+    /// The exported function's name: `request` or `response`.
     pub fn name(self) -> &'static str {
         match self {
             Handler::Request => "request",
@@ -53,15 +58,31 @@ impl Handler {
 /// Why a handler could not run or finish: each becomes errorType `Code`.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// QuickJS failed outside the handler's code (runtime, context, globals).
     #[error("the JavaScript runtime could not start: {0}")]
     Runtime(#[from] rquickjs::Error),
+    /// The module or the utilities failed to load or evaluate, or the call threw.
     #[error("{file}: {message}")]
-    Code { file: String, message: String },
+    Code {
+        /// The resolver file, as named in the template.
+        file: String,
+        /// The exception, as `Name: message`.
+        message: String,
+    },
+    /// The module does not export the handler that was to run.
     #[error("{file} exports no `{handler}` function")]
-    MissingHandler { file: String, handler: &'static str },
+    MissingHandler {
+        /// The resolver file.
+        file: String,
+        /// `request` or `response`.
+        handler: &'static str,
+    },
+    /// What the handler left could not be read back as JSON.
     #[error("{file}: the handler's output is not JSON: {source}")]
     Output {
+        /// The resolver file.
         file: String,
+        /// Why the JSON did not fit.
         source: serde_json::Error,
     },
 }
@@ -86,6 +107,7 @@ pub enum Outcome {
 /// A handler's outcome and the context state it leaves behind.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StageOutcome {
+    /// How the handler ended.
     pub outcome: Outcome,
     /// `ctx.stash` after the handler.
     pub stash: Value,
@@ -159,6 +181,11 @@ struct RawOut {
 /// Runs `handler` of the module `code` (named `file` in messages) on the
 /// resolver context `ctx` (AppSync's `ctx` as JSON; `arguments` is added as an
 /// alias of `args`).
+///
+/// # Errors
+///
+/// An [`EngineError`] when the handler could not run or its output could not
+/// be read; a handler that ran and failed is an `Ok` with [`Outcome::Error`].
 pub fn run(
     file: &str,
     code: &str,

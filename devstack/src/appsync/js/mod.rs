@@ -1,8 +1,10 @@
 //! The APPSYNC_JS resolver engine: runs the deployment's own resolver files
-//! from `infra/` for every field. Place in the data path:
-//! client --sendPrompt--> AppSync **resolver (infra/resolvers/*.js)** --Invoke(Event)--> Lambda;
-//! resolver Lambda --publishChunk--> AppSync **resolver** (NONE) -> fan-out;
-//! subscriber --onChunk--> AppSync **resolver** (sets the enhanced filter).
+//! from `infra/` for every field.
+//!
+//! Place in the data path: client --sendPrompt--> AppSync **resolver
+//! (infra/resolvers/*.js)** --Invoke(Event)--> Lambda; resolver Lambda
+//! --publishChunk--> AppSync **resolver** (NONE) -> fan-out; subscriber
+//! --onChunk--> AppSync **resolver** (sets the enhanced filter).
 //!
 //! Unit resolvers run `request` -> data source -> `response`; pipeline
 //! resolvers run the before (`request`) handler, each function's `request` ->

@@ -1,6 +1,8 @@
 //! The API definition the devstack serves, read from the deployment's own
-//! `infra/template.yaml` and resolver files. Place in the data path: client ->
-//! AppSync **resolver (which file, which data source)** -> data source.
+//! `infra/template.yaml` and resolver files.
+//!
+//! Place in the data path: client -> AppSync **resolver (which file, which
+//! data source)** -> data source (NONE, or Lambda --Invoke--> resolver Lambda).
 //!
 //! Only what maps a field to its code and data source is read: the
 //! `AWS::AppSync::Resolver`, `AWS::AppSync::FunctionConfiguration` and
@@ -55,19 +57,31 @@ pub const EMBEDDED_INFRA: &[(&str, &str)] = &[
 /// Why the API definition could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
+    /// The template or a resolver file could not be read.
     #[error("could not read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The template names a file the compiled-in copy lacks.
     #[error("{0} is not in the compiled-in infra/ copy")]
     NotEmbedded(String),
+    /// The template is not YAML.
     #[error("the template is not valid YAML: {0}")]
     Yaml(#[from] serde_norway::Error),
+    /// The template has no `Resources` mapping.
     #[error("the template has no Resources")]
     NoResources,
+    /// A resource the devstack needs is incomplete or of a kind it cannot run.
     #[error("resource {resource}: {message}")]
-    Resource { resource: String, message: String },
+    Resource {
+        /// The resource's logical id.
+        resource: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// A data source's type, as far as the devstack can run it.
@@ -82,31 +96,48 @@ pub enum DataSourceKind {
 /// A handler file: its path (as in `CodeS3Location`, or `inline:<resource>`) and source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Code {
+    /// The path relative to the infra directory, or `inline:<resource>`.
     pub path: String,
+    /// The JavaScript module's text.
     pub source: String,
 }
 
 /// An `AWS::AppSync::FunctionConfiguration` of a pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionDef {
+    /// Its `Name` (or its logical id when it has none).
     pub name: String,
+    /// The data source its `request` handler's result is sent to.
     pub data_source: DataSourceKind,
+    /// Its handlers.
     pub code: Code,
 }
 
 /// What a resolver runs between its `request` and `response` handlers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResolverKind {
-    Unit { data_source: DataSourceKind },
-    Pipeline { functions: Vec<FunctionDef> },
+    /// `UNIT`: one data source.
+    Unit {
+        /// The data source the `request` handler's result is sent to.
+        data_source: DataSourceKind,
+    },
+    /// `PIPELINE`: functions run in order between the before and after handlers.
+    Pipeline {
+        /// The functions, in order.
+        functions: Vec<FunctionDef>,
+    },
 }
 
 /// One `AWS::AppSync::Resolver`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResolverDef {
+    /// The type of the field it resolves (`TypeName`), e.g. `Mutation`.
     pub type_name: String,
+    /// The field it resolves (`FieldName`), e.g. `sendPrompt`.
     pub field_name: String,
+    /// Unit or pipeline.
     pub kind: ResolverKind,
+    /// Its `request` and `response` handlers (a pipeline's before and after).
     pub code: Code,
 }
 
@@ -122,6 +153,10 @@ pub struct ApiDefinition {
 
 impl ApiDefinition {
     /// The compiled-in copy of `infra/`.
+    ///
+    /// # Errors
+    ///
+    /// A [`TemplateError`] if the copy is inconsistent (a test keeps it whole).
     pub fn embedded() -> Result<Self, TemplateError> {
         let read = |path: &str| {
             let path = normalise(path);
@@ -135,6 +170,11 @@ impl ApiDefinition {
     }
 
     /// `dir/template.yaml` and the files it names, read now.
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateError::Read`] for a missing file; the errors of
+    /// [`Self::from_sources`] for a template the devstack cannot run.
     pub fn load(dir: &Path) -> Result<Self, TemplateError> {
         let read = |path: &str| {
             let full = dir.join(normalise(path));
@@ -146,6 +186,13 @@ impl ApiDefinition {
 
     /// Parses `template` and reads each handler file through `read` (given the
     /// `CodeS3Location`, relative to the template's directory).
+    ///
+    /// # Errors
+    ///
+    /// [`TemplateError::Yaml`], [`TemplateError::NoResources`], a
+    /// [`TemplateError::Resource`] the devstack cannot follow (a missing
+    /// property, an unknown data source, a runtime other than APPSYNC_JS, an
+    /// S3 code location), or whatever `read` returns.
     pub fn from_sources(
         template: &str,
         read: impl Fn(&str) -> Result<String, TemplateError>,

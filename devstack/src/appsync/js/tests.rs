@@ -1,7 +1,9 @@
-//! The infra/ resolver files run through the engine: client -> AppSync
-//! **resolver (infra/resolvers/*.js)** -> data source. The sendPrompt and
+//! The infra/ resolver files run through the engine. The sendPrompt and
 //! cancelTurn validation (once Rust code in resolvers.rs) is asserted here
 //! against the deployed JavaScript itself.
+//!
+//! Place in the data path: client -> AppSync **resolver
+//! (infra/resolvers/*.js)** -> data source (NONE, or Lambda).
 
 use std::time::Duration;
 

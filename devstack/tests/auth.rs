@@ -3,7 +3,7 @@
 
 mod common;
 
-use bedrock_appsync_stream::realtime::RealtimeError;
+use appsync_client::RealtimeError;
 use common::*;
 use serde_json::{Value, json};
 
@@ -16,7 +16,7 @@ fn publish_body(owner: &str) -> Value {
 
 #[tokio::test]
 async fn publish_chunk_with_a_cognito_token_is_refused() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("mallory");
     let (status, body) = post(
         &stack,
@@ -36,7 +36,7 @@ async fn publish_chunk_with_a_cognito_token_is_refused() {
 
 #[tokio::test]
 async fn publish_chunk_with_iam_is_delivered_and_a_bad_signature_is_refused() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let client = connect(&stack, &token).await;
     let mut subscription = subscribe(&client, "conv-forge").await;
@@ -66,7 +66,7 @@ async fn publish_chunk_with_iam_is_delivered_and_a_bad_signature_is_refused() {
 
 #[tokio::test]
 async fn expired_forged_and_missing_tokens_are_refused_over_http() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let now = devstack::cognito::now_secs();
     let expired = stack.user_pool.mint_id_token("alice", &[], now - 7200);
     let other_key = devstack::cognito::new_key().expect("key");
@@ -103,7 +103,7 @@ async fn expired_forged_and_missing_tokens_are_refused_over_http() {
 
 #[tokio::test]
 async fn a_forged_token_gets_a_connection_error_on_the_socket() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let forger = devstack::cognito::UserPool::new(
         &format!("http://{}", stack.addr),
         devstack::DEV_USER_POOL_ID,

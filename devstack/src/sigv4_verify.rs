@@ -1,6 +1,11 @@
-//! SigV4 verification, as AWS services do it: the devstack's gate in front of
-//! AppSync (`publishChunk` from the resolver) and Bedrock (the resolver's
-//! ConverseStream). Place in the data path: publisher -> **AppSync auth**.
+//! SigV4 verification, the service side, as AWS services do it: the
+//! devstack's gate in front of AppSync (`publishChunk` from the resolver) and
+//! Bedrock (the resolver's ConverseStream). The signing side is the shared
+//! AppSync client's.
+//!
+//! Place in the data path: resolver Lambda --publishChunk (signed)-->
+//! **AppSync auth**; resolver Lambda --ConverseStream (signed)--> **Bedrock
+//! auth** -> model.
 //!
 //! The signature is recomputed from the request exactly as a service does
 //! (<https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html>):
@@ -51,25 +56,37 @@ impl IamUsers {
 /// A caller whose signature checked out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerifiedCaller {
+    /// The access key id the request was signed with.
     pub access_key_id: String,
+    /// The principal's account (AppSync's `identity.accountId`).
     pub account_id: String,
+    /// The principal's ARN (AppSync's `identity.userArn`).
     pub user_arn: String,
+    /// The region of the signature's credential scope.
     pub region: String,
 }
 
 /// Why a signed request was refused. The `Display` texts are the services' own.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SigV4Error {
+    /// No `Authorization` or `x-amz-date`, or one not in SigV4's form
+    /// (`IncompleteSignatureException`).
     #[error(
         "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' parameters."
     )]
     Malformed,
+    /// An access key (or session token) the devstack does not know
+    /// (`UnrecognizedClientException`).
     #[error("The security token included in the request is invalid.")]
     UnknownAccessKey,
+    /// The credential scope names another service; holds the expected one.
     #[error("Credential should be scoped to correct service: '{0}'.")]
     WrongService(String),
+    /// `x-amz-date` is more than 5 minutes from now.
     #[error("Signature expired: the request time is too far from the current time.")]
     Expired,
+    /// The signature is not the one the secret gives, or `x-amz-date` is not
+    /// on the credential scope's date (`InvalidSignatureException`).
     #[error(
         "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
     )]
@@ -89,12 +106,15 @@ impl SigV4Error {
 
 /// The parts of a request that a signature covers.
 pub struct SignedRequest<'a> {
+    /// The HTTP method, e.g. `POST`.
     pub method: &'a str,
     /// The path as sent on the wire (still percent-encoded).
     pub path: &'a str,
     /// The raw query string, without `?`.
     pub query: &'a str,
+    /// The request's headers, `Authorization` and `x-amz-date` among them.
     pub headers: &'a HeaderMap,
+    /// The body, hashed unless `x-amz-content-sha256` gives the hash.
     pub body: &'a [u8],
 }
 
@@ -140,9 +160,13 @@ fn parse_authorization(value: &str) -> Result<AuthorizationHeader<'_>, SigV4Erro
     }
 }
 
-/// Verifies a SigV4-signed request for `service` (`appsync`, `bedrock`).
+/// Verifies a SigV4-signed request for `service` (`appsync`, `bedrock`) at
+/// time `now`.
 ///
-/// Errors: [`SigV4Error`], with the text AWS answers with.
+/// # Errors
+///
+/// A [`SigV4Error`] for the first check that fails, with the text AWS
+/// answers with.
 pub fn verify(
     request: &SignedRequest<'_>,
     service: &str,

@@ -1,4 +1,5 @@
-//! Place in the data path: model -> coalescer -> **publisher** -> AppSync -> subscriber.
+//! Place in the data path: turn driver -> **AppSync publisher** -> AppSync ->
+//! `onChunk` -> subscriber. The [`ChunkSink`] of this service.
 //!
 //! Sends each chunk as the `publishChunk` GraphQL mutation to AppSync, signed
 //! with SigV4 for service `appsync` (IAM authorization:
@@ -14,34 +15,19 @@
 //! drop repeats.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use appsync_client::sigv4::GRAPHQL_CONTENT_TYPE;
+use appsync_client::{Chunk, CredentialsCache, CredentialsError, SignError, sign_graphql_post};
 use aws_credential_types::Credentials;
-use graphql_client::GraphQLQuery;
 use serde::Deserialize;
 use thiserror::Error;
 use tracing::{debug, warn};
 
-use crate::sigv4::CredentialsCache;
-
-/// The `publishChunk` mutation, typed from `schema.graphql` and
-/// `src/publish_chunk.graphql` (which selects every `Chunk` field).
-#[derive(GraphQLQuery)]
-#[graphql(
-    schema_path = "schema.graphql",
-    query_path = "src/publish_chunk.graphql",
-    variables_derives = "Debug, Clone, PartialEq",
-    response_derives = "Debug, Clone, PartialEq"
-)]
-pub struct PublishChunk;
-
-/// `ChunkInput` of schema.graphql: one chunk to publish. `seq` is an `Int`
-/// (0, 1, 2, ... within a turn).
-pub use publish_chunk::{ChunkErrorInput, ChunkInput, UsageInput};
-
-/// SigV4 signing name of AppSync.
-pub const SIGNING_NAME: &str = "appsync";
+use crate::retry::{self, RetryPolicy};
+use crate::sink::{ChunkSink, PublishReport};
 
 /// One entry of a GraphQL `errors` array as AppSync writes it
 /// (`{"errorType": ..., "message": ...}`; `errorType` is AppSync's addition).
@@ -99,11 +85,14 @@ pub enum PublishError {
     #[error("could not reach AppSync: {0}")]
     Transport(#[source] reqwest::Error),
     /// No AWS credentials to sign with.
-    #[error("could not resolve AWS credentials: {0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
     /// SigV4 signing failed.
     #[error("could not sign the request: {0}")]
-    Signing(String),
+    Signing(#[source] SignError),
+    /// The GraphQL URL is not an absolute URL.
+    #[error("invalid AppSync GraphQL URL: {0}")]
+    InvalidUrl(#[source] url::ParseError),
     /// The mutation could not be encoded.
     #[error("could not encode the mutation: {0}")]
     Encode(#[from] serde_json::Error),
@@ -133,6 +122,7 @@ impl PublishError {
             | PublishError::Decode { .. }
             | PublishError::Credentials(_)
             | PublishError::Signing(_)
+            | PublishError::InvalidUrl(_)
             | PublishError::Encode(_) => false,
         }
     }
@@ -147,18 +137,6 @@ impl PublishError {
             _ => None,
         }
     }
-}
-
-pub use crate::retry::RetryPolicy;
-
-/// The result of publishing one chunk, retries included.
-#[derive(Debug)]
-pub struct PublishReport {
-    /// Requests sent; `attempts - 1` of them were retries (0 when the chunk
-    /// could not even be encoded).
-    pub attempts: u32,
-    /// `Ok` once AppSync accepted the chunk, else the last attempt's error.
-    pub result: Result<(), PublishError>,
 }
 
 /// Publishes chunks to one AppSync GraphQL API. Build it once per process.
@@ -179,7 +157,7 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublishError::Transport`] when the HTTP client cannot be built,
-    /// [`PublishError::Signing`] when `url` is not an absolute URL.
+    /// [`PublishError::InvalidUrl`] when `url` is not an absolute URL.
     pub fn new(
         url: &str,
         region: impl Into<String>,
@@ -196,15 +174,14 @@ impl Publisher {
     /// As [`Publisher::new`] with a caller-built HTTP client.
     ///
     /// # Errors
-    /// [`PublishError::Signing`] when `url` is not an absolute URL.
+    /// [`PublishError::InvalidUrl`] when `url` is not an absolute URL.
     pub fn with_client(
         http: reqwest::Client,
         url: &str,
         region: impl Into<String>,
         credentials: Arc<CredentialsCache>,
     ) -> Result<Self, PublishError> {
-        let url = reqwest::Url::parse(url)
-            .map_err(|e| PublishError::Signing(format!("invalid AppSync URL: {e}")))?;
+        let url = reqwest::Url::parse(url).map_err(PublishError::InvalidUrl)?;
         Ok(Self {
             http,
             url,
@@ -214,36 +191,18 @@ impl Publisher {
         })
     }
 
-    /// Replaces the retry policy.
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// The GraphQL endpoint.
-    pub fn url(&self) -> &str {
-        self.url.as_str()
-    }
-
     /// Publishes one chunk, retrying retryable failures (HTTP 429 and 5xx,
     /// throttling errors in a 200 body, timeouts, connection failures and
-    /// resets) per the [`RetryPolicy`]. Every attempt sends the same bytes, so
-    /// a repeat carries the same `(turnId, seq)`.
-    ///
-    /// # Errors
-    /// The last attempt's [`PublishError`].
-    pub async fn publish(&self, chunk: &ChunkInput) -> Result<(), PublishError> {
-        self.publish_reporting(chunk).await.result
-    }
-
-    /// As [`Publisher::publish`], also reporting how many attempts it took.
-    pub async fn publish_reporting(&self, chunk: &ChunkInput) -> PublishReport {
+    /// resets) per the [`RetryPolicy`], and reports how many attempts it took.
+    /// Every attempt sends the same bytes, so a repeat carries the same
+    /// `(turnId, seq)`.
+    pub async fn publish_with_retries(&self, chunk: &Chunk) -> PublishReport {
         let body = match encode(chunk) {
             Ok(b) => b,
             Err(e) => {
                 return PublishReport {
                     attempts: 0,
-                    result: Err(e),
+                    result: Err(e.into()),
                 };
             }
         };
@@ -265,7 +224,7 @@ impl Publisher {
                     };
                 }
                 Err(error) if error.retryable() && self.retry.may_retry(attempt) => {
-                    let delay = self.retry.delay(attempt, crate::retry::random_u64());
+                    let delay = self.retry.delay(attempt, retry::random_u64());
                     warn!(
                         turn_id = %chunk.turn_id,
                         seq = chunk.seq,
@@ -280,7 +239,7 @@ impl Publisher {
                 Err(error) => {
                     return PublishReport {
                         attempts: attempt,
-                        result: Err(error),
+                        result: Err(error.into()),
                     };
                 }
             }
@@ -300,7 +259,7 @@ impl Publisher {
         let mut request = self
             .http
             .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, GRAPHQL_CONTENT_TYPE)
             .body(body.to_vec());
         for (name, value) in headers {
             request = request.header(name, value);
@@ -315,47 +274,34 @@ impl Publisher {
         self.credentials
             .get()
             .await
-            .map_err(|e| PublishError::Credentials(e.0))
+            .map_err(PublishError::Credentials)
     }
 }
-
-const CONTENT_TYPE: &str = "application/json";
 
 /// The request body: `{"variables":{"input":...},"query":...,"operationName":"PublishChunk"}`.
 ///
 /// # Errors
 /// [`PublishError::Encode`] if serialisation fails.
-pub fn encode(chunk: &ChunkInput) -> Result<Vec<u8>, PublishError> {
-    let query = PublishChunk::build_query(publish_chunk::Variables {
-        input: chunk.clone(),
-    });
-    Ok(serde_json::to_vec(&query)?)
+pub(crate) fn encode(chunk: &Chunk) -> Result<Vec<u8>, PublishError> {
+    Ok(appsync_client::documents::publish_chunk_body(chunk)?)
 }
 
 /// SigV4-signs `POST url` with `content-type: application/json` and `body`
-/// for service `appsync` in `region` at `time` (via the shared [`crate::sigv4`]).
-/// Returns the headers to add: `x-amz-date`, `authorization` and, for
-/// temporary credentials, `x-amz-security-token` (`host` is implied by the URL).
+/// for service `appsync` in `region` at `time`
+/// ([`appsync_client::sign_graphql_post`]). Returns the headers to add:
+/// `x-amz-date`, `authorization` and, for temporary credentials,
+/// `x-amz-security-token` (`host` is implied by the URL).
 ///
 /// # Errors
 /// [`PublishError::Signing`] if the URL or parameters are unusable.
-pub fn sign_request(
+pub(crate) fn sign_request(
     url: &str,
     body: &[u8],
     credentials: &Credentials,
     region: &str,
     time: SystemTime,
 ) -> Result<Vec<(String, String)>, PublishError> {
-    crate::sigv4::sign_headers(
-        url,
-        &[("content-type", CONTENT_TYPE)],
-        body,
-        credentials,
-        region,
-        SIGNING_NAME,
-        time,
-    )
-    .map_err(|e| PublishError::Signing(e.to_string()))
+    sign_graphql_post(url, body, credentials, region, time).map_err(PublishError::Signing)
 }
 
 #[derive(Deserialize)]
@@ -372,7 +318,7 @@ struct GraphQlResponse {
 /// # Errors
 /// [`PublishError::Http`], [`PublishError::GraphQl`], [`PublishError::NullResult`]
 /// or [`PublishError::Decode`].
-pub fn interpret_response(status: u16, body: &[u8]) -> Result<(), PublishError> {
+pub(crate) fn interpret_response(status: u16, body: &[u8]) -> Result<(), PublishError> {
     let parsed: Result<GraphQlResponse, _> = serde_json::from_slice(body);
     if !(200..300).contains(&status) {
         let errors = parsed.ok().and_then(|r| r.errors).unwrap_or_default();
@@ -418,13 +364,19 @@ fn redact(error: PublishError, credentials: &Credentials) -> PublishError {
     }
 }
 
+impl ChunkSink for Publisher {
+    fn publish(&self, chunk: &Chunk) -> impl Future<Output = PublishReport> + Send {
+        self.publish_with_retries(chunk)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn chunk() -> ChunkInput {
-        ChunkInput {
+    fn chunk() -> Chunk {
+        Chunk {
             conversation_id: "c1".into(),
             turn_id: "t1".into(),
             owner: "o1".into(),
@@ -432,7 +384,7 @@ mod tests {
             text: "héllo \"world\"".into(),
             done: true,
             stop_reason: Some("end_turn".into()),
-            usage: Some(UsageInput {
+            usage: Some(appsync_client::Usage {
                 input_tokens: 1,
                 output_tokens: 2,
                 total_tokens: 3,

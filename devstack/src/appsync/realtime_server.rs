@@ -1,6 +1,9 @@
-//! AppSync's real-time WebSocket endpoint, speaking the `graphql-ws`
-//! subprotocol as the service does. Place in the data path: AppSync ->
-//! **real-time socket** -> subscriber.
+//! AppSync's real-time WebSocket endpoint, the server side, speaking the
+//! `graphql-ws` subprotocol as the service does (the client side is the
+//! shared real-time client the resolver, the CLI and the tests use).
+//!
+//! Place in the data path: resolver Lambda --publishChunk--> AppSync ->
+//! fan-out -> **real-time socket** --onChunk `data`--> subscriber.
 //!
 //! Protocol: <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>.
 //! The auth header object comes either as the legacy `?header=<base64>&payload=e30=`
@@ -30,7 +33,7 @@ use super::auth::{AuthError, Caller};
 use super::execute::is_authorized;
 use super::filter::argument_filter;
 use super::operation::Selected;
-use super::operation::{GraphQLRequest, OperationKind, prepare};
+use super::operation::{GraphQlRequest, OperationKind, prepare};
 use super::pubsub::{RegisterError, Subscription};
 use super::resolvers::ResolveRequest;
 
@@ -40,7 +43,10 @@ const SUBPROTOCOL: &str = "graphql-ws";
 /// (not documented by AWS; see [`register`]).
 pub const INVALID_FILTER: &str = "InvalidSubscriptionFilter";
 
-/// `GET /graphql` and `GET /graphql/realtime` with an upgrade.
+/// `GET /graphql` and `GET /graphql/realtime` with an upgrade: authenticates
+/// the connect header object, then serves the socket. A refused or
+/// non-`graphql-ws` client is still upgraded and told why with
+/// `connection_error`, as the service does.
 pub async fn upgrade(
     State(appsync): State<Arc<AppSync>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -93,14 +99,18 @@ fn header_object(offered: &[String], query: &HashMap<String, String>) -> Option<
     serde_json::from_slice(&bytes).ok()
 }
 
+/// A `connection_error` message: the whole connection is refused.
 fn connection_error(errors: Value) -> String {
     json!({"type": "connection_error", "payload": {"errors": errors}}).to_string()
 }
 
+/// An `error` message for the subscription `id`.
 fn error(id: &str, error_type: &str, message: &str) -> String {
     json!({"type": "error", "id": id, "payload": {"errors": [{"errorType": error_type, "message": message}]}}).to_string()
 }
 
+/// One socket's life: a writer task for everything sent, then the client's
+/// messages in order until it closes or the API drops every connection.
 async fn connection(
     socket: WebSocket,
     appsync: Arc<AppSync>,
@@ -191,6 +201,7 @@ async fn connection(
     writer.abort();
 }
 
+/// Sends `ka` every `every` until the connection's writer is gone.
 fn spawn_keep_alive(
     out: mpsc::UnboundedSender<String>,
     every: std::time::Duration,
@@ -253,7 +264,7 @@ fn start(
             return reply(m.to_string());
         }
     };
-    let request: GraphQLRequest = match serde_json::from_str(data) {
+    let request: GraphQlRequest = match serde_json::from_str(data) {
         Ok(r) => r,
         Err(_) => {
             return reply(error(
@@ -305,6 +316,9 @@ fn start(
     }
 }
 
+/// Authorizes the subscription field for `caller`, runs its resolver (which
+/// may set an enhanced filter), checks the filter, and adds the subscription;
+/// the `Err` is the `error` message to send.
 fn register(
     appsync: &AppSync,
     connection: u64,

@@ -1,7 +1,7 @@
-//! SigV4 request signing for AppSync, shared by the publisher (HTTP
+//! Place in the data path: resolver -> **signature** -> AppSync. SigV4
+//! request signing for AppSync, shared by the resolver's publisher (HTTP
 //! `publishChunk`) and the real-time client (IAM connect and `start`), and the
-//! credentials cache both sign with. Place in the data path: publisher ->
-//! **signature** -> AppSync.
+//! credentials cache both sign with.
 //!
 //! Follows <https://docs.aws.amazon.com/appsync/latest/devguide/security-authz.html#aws-iam-authorization>:
 //! service name `appsync`; the body that is signed must be the body that is sent.
@@ -13,21 +13,28 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4::SigningParams;
 
+/// SigV4 signing name of AppSync.
+pub const SIGNING_NAME: &str = "appsync";
+
+/// `content-type` of a GraphQL POST to AppSync.
+pub const GRAPHQL_CONTENT_TYPE: &str = "application/json";
+
 /// Why a request could not be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     /// Region, service or time unusable for a signature.
     #[error("invalid signing parameters: {0}")]
-    Params(String),
+    Params(#[source] aws_sigv4::sign::v4::signing_params::BuildError),
     /// The URL or headers cannot be signed.
     #[error("the request cannot be signed: {0}")]
-    Request(String),
+    Request(#[source] aws_sigv4::http_request::SigningError),
 }
 
-/// The credentials provider could not supply credentials (its message, for logs).
-#[derive(Debug, Clone, thiserror::Error)]
+/// The credentials provider could not supply credentials; the provider's
+/// error is the source (its message is for logs, never for users).
+#[derive(Debug, thiserror::Error)]
 #[error("could not resolve AWS credentials: {0}")]
-pub struct CredentialsError(pub String);
+pub struct CredentialsError(#[source] pub aws_credential_types::provider::error::CredentialsError);
 
 /// One process-wide cache in front of the SDK's credentials provider, shared
 /// by the publisher and the cancel listener so both sign with the same
@@ -71,7 +78,7 @@ impl CredentialsCache {
             .provider
             .provide_credentials()
             .await
-            .map_err(|e| CredentialsError(e.to_string()))?;
+            .map_err(CredentialsError)?;
         *cached = Some(c.clone());
         Ok(c)
     }
@@ -100,7 +107,7 @@ pub fn sign_headers(
         .time(time)
         .settings(SigningSettings::default())
         .build()
-        .map_err(|e| SignError::Params(e.to_string()))?
+        .map_err(SignError::Params)?
         .into();
     let request = SignableRequest::new(
         "POST",
@@ -108,14 +115,38 @@ pub fn sign_headers(
         headers.iter().copied(),
         SignableBody::Bytes(body),
     )
-    .map_err(|e| SignError::Request(e.to_string()))?;
+    .map_err(SignError::Request)?;
     let (instructions, _signature) = sign(request, &params)
-        .map_err(|e| SignError::Request(e.to_string()))?
+        .map_err(SignError::Request)?
         .into_parts();
     Ok(instructions
         .headers()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
         .collect())
+}
+
+/// Signs a GraphQL `POST url` (`content-type: application/json`, `body`) for
+/// AppSync ([`SIGNING_NAME`]) in `region` at `time`. Returns the headers to
+/// add, as [`sign_headers`] does (`host` is implied by the URL).
+///
+/// # Errors
+/// [`SignError`] when the URL or parameters are unusable.
+pub fn sign_graphql_post(
+    url: &str,
+    body: &[u8],
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<Vec<(String, String)>, SignError> {
+    sign_headers(
+        url,
+        &[("content-type", GRAPHQL_CONTENT_TYPE)],
+        body,
+        credentials,
+        region,
+        SIGNING_NAME,
+        time,
+    )
 }
 
 #[cfg(test)]

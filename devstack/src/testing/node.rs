@@ -1,3 +1,4 @@
+//! Place in the data path: the client end, when the client is JavaScript.
 //! Node.js programs the tests drive (Amplify JS, the web page's build,
 //! Playwright): finding Node, installing a pinned `package.json` under
 //! `target/` once per version of that file, and running a driver script that
@@ -8,9 +9,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// The repository's root.
+/// The repository's root (the devstack crate's parent directory).
 pub fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
 /// Node's major version; panics with what to do when Node 20+ or npm is
@@ -129,6 +130,7 @@ pub fn copy_script(source: &Path, dir: &Path) -> PathBuf {
 pub struct Driver {
     /// Node's own arguments (see [`websocket_args`]).
     pub args: Vec<String>,
+    /// The driver script (`.mjs`), copied beside its installed packages.
     pub script: PathBuf,
     /// How long one run may take.
     pub timeout: std::time::Duration,

@@ -5,13 +5,13 @@ mod common;
 
 use std::time::Duration;
 
-use bedrock_appsync_stream::client::SEND_PROMPT;
+use appsync_client::SEND_PROMPT;
 use common::*;
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn bad_input_is_refused_before_any_model_call() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let client = connect(&stack, &token).await;
     let mut subscription = subscribe(&client, "conv-limits").await;
@@ -81,7 +81,7 @@ async fn bad_input_is_refused_before_any_model_call() {
 
 #[tokio::test]
 async fn a_wrongly_typed_argument_is_a_validation_error() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let body = json!({"query": SEND_PROMPT, "variables": {"input": {"conversationId": "c", "prompt": "hi", "maxTokens": "many"}}});
     let (status, body) = post(&stack, &[("authorization", &token)], &body).await;

@@ -10,12 +10,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bedrock_appsync_stream::client::ReceivedChunk;
 use common::*;
 
 /// A fresh copy of `infra/template.yaml` and `infra/resolvers/`.
 fn copy_infra() -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra");
+    let source = node::repo().join("infra");
     let target = std::env::temp_dir().join(format!("infra-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(target.join("resolvers")).expect("temp dir");
     std::fs::copy(source.join("template.yaml"), target.join("template.yaml")).expect("template");
@@ -56,7 +55,7 @@ async fn a_changed_send_prompt_file_changes_what_is_refused() {
          if ((input.prompt ?? '').includes('forbidden')) {\n    \
          util.error('No forbidden prompts here.', 'ValidationException');\n  }",
     );
-    let changed = stack_with(|c| c.infra_dir = Some(infra.clone())).await;
+    let changed = stack_with(resolver(), |c| c.infra_dir = Some(infra.clone())).await;
     let token = changed.token("alice");
     let body = send(&changed, &token, "a forbidden prompt", "t-forbidden").await;
     assert_eq!(
@@ -77,7 +76,7 @@ async fn a_changed_send_prompt_file_changes_what_is_refused() {
     changed.shutdown().await;
 
     // The compiled-in infra/ has no such rule.
-    let stock = stack().await;
+    let stock = stack(resolver()).await;
     let token = stock.token("alice");
     let body = send(&stock, &token, "a forbidden prompt", "t-forbidden").await;
     assert!(body.get("errors").is_none(), "{body}");
@@ -98,7 +97,7 @@ async fn a_changed_on_chunk_filter_changes_what_is_delivered() {
         "owner: { eq: ctx.identity.sub },",
         "owner: { eq: ctx.identity.sub },\n      seq: { ge: 2 },",
     );
-    let stack = stack_with(|c| {
+    let stack = stack_with(resolver(), |c| {
         c.infra_dir = Some(infra.clone());
         // One chunk per model delta, so that a turn has chunks 0, 1, 2, ...
         c.function_environment
@@ -119,7 +118,7 @@ async fn a_changed_on_chunk_filter_changes_what_is_delivered() {
             .expect("the terminal chunk arrives in time")
             .expect("the subscription stays open")
             .expect("no subscription error");
-        let chunk = ReceivedChunk::from_payload(&payload).expect("a chunk");
+        let chunk = appsync_client::chunk_from_payload(&payload).expect("a chunk");
         seqs.push(chunk.seq);
         if chunk.done {
             break;
@@ -140,10 +139,7 @@ async fn a_changed_on_chunk_filter_changes_what_is_delivered() {
 async fn a_broken_infra_dir_stops_the_stack_from_starting() {
     let infra = copy_infra();
     std::fs::remove_file(infra.join("resolvers").join("Query.ping.js")).expect("removed");
-    let mut config = devstack::StackConfig::new(devstack::lambda::FunctionCommand {
-        program: env!("CARGO_BIN_EXE_bootstrap").into(),
-        args: Vec::new(),
-    });
+    let mut config = devstack::StackConfig::new(resolver());
     config.bind = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.infra_dir = Some(infra.clone());
     let error = match devstack::Stack::start(config).await {

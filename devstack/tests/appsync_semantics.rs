@@ -11,11 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use appsync_client::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bedrock_appsync_stream::realtime::{
-    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError,
-};
 use common::*;
 use devstack::Stack;
 use devstack::appsync::auth::{AuthMode, Authenticator};
@@ -145,7 +143,7 @@ fn publish_selecting(selection: &str, input: Value) -> Value {
     })
 }
 
-async fn nothing_arrives(subscription: &mut bedrock_appsync_stream::realtime::Subscription) {
+async fn nothing_arrives(subscription: &mut appsync_client::Subscription) {
     let got = tokio::time::timeout(QUIET, subscription.next()).await;
     assert!(got.is_err(), "expected nothing, got {got:?}");
 }
@@ -154,7 +152,7 @@ async fn nothing_arrives(subscription: &mut bedrock_appsync_stream::realtime::Su
 
 #[tokio::test]
 async fn validation_errors_have_graphql_java_shapes_and_locations() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let auth = [("authorization", token.as_str())];
     let (status, body) = post(&stack, &auth, &json!({"query": "{\n  nope }"})).await;
@@ -210,7 +208,7 @@ async fn validation_errors_have_graphql_java_shapes_and_locations() {
 
 #[tokio::test]
 async fn an_api_key_is_refused_on_the_cognito_only_query_and_a_bad_key_is_401() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let ping = json!({"query": "{ ping }"});
     let (status, body) = post(&stack, &[("x-api-key", devstack::DEV_API_KEY)], &ping).await;
     assert_eq!(status, 200, "{body}");
@@ -238,10 +236,7 @@ async fn an_api_key_is_refused_on_the_cognito_only_query_and_a_bad_key_is_401() 
     .await
     .expect("an API key connects");
     match client
-        .subscribe(
-            bedrock_appsync_stream::client::ON_CHUNK,
-            json!({"conversationId": "c"}),
-        )
+        .subscribe(appsync_client::ON_CHUNK, json!({"conversationId": "c"}))
         .await
     {
         Err(RealtimeError::Subscription(errors)) => {
@@ -261,7 +256,7 @@ async fn an_api_key_is_refused_on_the_cognito_only_query_and_a_bad_key_is_401() 
 
 #[tokio::test]
 async fn a_subscriber_asking_for_an_unpublished_non_null_field_gets_null_and_the_error() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let owner = devstack::cognito::sub_for("alice");
     let client = connect(&stack, &token).await;
@@ -298,7 +293,7 @@ async fn a_subscriber_asking_for_an_unpublished_non_null_field_gets_null_and_the
 
 #[tokio::test]
 async fn an_argument_filter_on_a_field_the_mutation_did_not_select_delivers_nothing() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let owner = devstack::cognito::sub_for("alice");
     let client = connect(&stack, &token).await;
@@ -334,7 +329,7 @@ async fn an_argument_filter_on_a_field_the_mutation_did_not_select_delivers_noth
 
 #[tokio::test]
 async fn a_message_over_240_kb_is_dropped_silently() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let owner = devstack::cognito::sub_for("alice");
     let client = connect(&stack, &token).await;
@@ -366,7 +361,7 @@ async fn a_message_over_240_kb_is_dropped_silently() {
 
 #[tokio::test]
 async fn connection_ack_carries_the_timeout_and_stop_is_completed() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let object = json!({"host": stack.addr.to_string(), "Authorization": token});
     let mut ws = raw_socket(
@@ -380,7 +375,7 @@ async fn connection_ack_carries_the_timeout_and_stop_is_completed() {
         ack,
         json!({"type": "connection_ack", "payload": {"connectionTimeoutMs": 300000}})
     );
-    let on_chunk = bedrock_appsync_stream::client::ON_CHUNK;
+    let on_chunk = appsync_client::ON_CHUNK;
     send(
         &mut ws,
         start("s1", on_chunk, json!({"conversationId": "c"}), &object),
@@ -401,10 +396,10 @@ async fn connection_ack_carries_the_timeout_and_stop_is_completed() {
 
 #[tokio::test]
 async fn a_reused_id_a_start_without_extensions_and_the_101st_subscription_are_refused() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let (mut ws, object) = raw_cognito(&stack, &token).await;
-    let on_chunk = bedrock_appsync_stream::client::ON_CHUNK;
+    let on_chunk = appsync_client::ON_CHUNK;
     let vars = json!({"conversationId": "c"});
     send(&mut ws, start("dup", on_chunk, vars.clone(), &object)).await;
     assert_eq!(next_frame(&mut ws).await["type"], "start_ack");
@@ -450,7 +445,7 @@ async fn a_reused_id_a_start_without_extensions_and_the_101st_subscription_are_r
 
 #[tokio::test]
 async fn iam_signed_starts_are_verified() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let iam = |secret: &str| RealtimeAuth::Iam {
         credentials: aws_credential_types::Credentials::new(
             devstack::DEV_ACCESS_KEY_ID,
@@ -491,7 +486,10 @@ async fn iam_signed_starts_are_verified() {
 
 #[tokio::test]
 async fn keep_alive_cadence_is_configurable() {
-    let stack = stack_with(|c| c.appsync.keep_alive = Duration::from_millis(200)).await;
+    let stack = stack_with(resolver(), |c| {
+        c.appsync.keep_alive = Duration::from_millis(200)
+    })
+    .await;
     let token = stack.token("alice");
     let (mut ws, _) = raw_cognito(&stack, &token).await;
     let mut kas = 0;
@@ -510,7 +508,7 @@ async fn keep_alive_cadence_is_configurable() {
 
 #[tokio::test]
 async fn a_wrong_or_missing_subprotocol_gets_a_connection_error() {
-    let stack = stack().await;
+    let stack = stack(resolver()).await;
     let token = stack.token("alice");
     let object = json!({"host": stack.addr.to_string(), "Authorization": token});
     let query = format!(
@@ -675,7 +673,7 @@ async fn enhanced_filters_select_and_a_filter_over_the_limits_is_refused_on_star
     let refused = start_error(&mut ws, "big").await;
     assert_eq!(
         refused["errorType"],
-        devstack::appsync::realtime::INVALID_FILTER
+        devstack::appsync::realtime_server::INVALID_FILTER
     );
     assert!(
         refused["message"]

@@ -1,8 +1,8 @@
-//! An AppSync real-time client: subscribe over the WebSocket endpoint with the
-//! `graphql-ws` subprotocol. Place in the data path: AppSync -> **subscriber**
-//! (used by the terminal client, `devstack chat` and the tests), and the
-//! resolver's own `onCancel` subscription (AppSync -> **cancel listener** ->
-//! turn).
+//! Place in the data path: AppSync -> **subscriber** (the terminal client,
+//! `devstack chat`, the bench and the tests), and the resolver's own
+//! `onCancel` subscription (AppSync -> **cancel listener** -> turn). An AppSync
+//! real-time client: subscribe over the WebSocket endpoint with the
+//! `graphql-ws` subprotocol.
 //!
 //! Protocol: <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>.
 //! The auth header object goes in a `header-<base64url>` subprotocol (as Amplify
@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::sigv4::{SignError, sign_headers};
+use crate::sigv4::{SIGNING_NAME, SignError, sign_headers};
 
 /// How a client proves who it is, per AppSync auth mode.
 #[derive(Clone, Debug)]
@@ -465,7 +465,7 @@ fn header_object(
                 body.as_bytes(),
                 credentials,
                 region,
-                "appsync",
+                SIGNING_NAME,
                 SystemTime::now(),
             )?;
             let mut object = serde_json::Map::new();

@@ -1,0 +1,202 @@
+//! Place in the data path: AppSync --Invoke(Event)--> **handler** -> turn
+//! driver. One Lambda invocation: the AppSync payload in, validated into a
+//! turn; a repeated event stopped; the model's reader, the cancel watch and the
+//! driver started; the outcome (or the error, as Lambda's `Diagnostic`) and
+//! the turn's metrics line out.
+//!
+//! Asynchronous (`Event`) invocation from AppSync:
+//! <https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-lambda-js.html>.
+//! Errors become the invocation error in one place, [`TurnError`]'s
+//! `Diagnostic` (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html#runtimes-api-invokeerror>).
+
+use std::time::{Duration, SystemTime};
+
+use lambda_runtime::LambdaEvent;
+use tokio::time::Instant;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::chunk::{Ending, Failure, terminal_chunk};
+use crate::event::{AppSyncEvent, Rejection, TurnRequest};
+use crate::metrics::TurnMetrics;
+use crate::model::{self, ModelRequest, spawn_model_reader};
+use crate::sink::ChunkSink;
+use crate::sink::appsync::Publisher;
+use crate::state::State;
+use crate::turn::{TurnContext, TurnError, TurnOutcome, drive};
+use crate::vocabulary::{ErrorType, StopReason};
+
+/// Most time kept back before the Lambda deadline to publish the terminal chunk.
+pub(crate) const DEADLINE_RESERVE: Duration = Duration::from_secs(3);
+
+/// Handles one invocation of the function: the soft deadline from the
+/// invocation's deadline, then [`handle_event`].
+///
+/// # Errors
+/// [`TurnError`], returned to Lambda as the invocation error.
+pub async fn handle(
+    state: &State,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<TurnOutcome, TurnError> {
+    let deadline = soft_deadline(event.context.deadline, SystemTime::now());
+    handle_event(state, event.payload, deadline, &event.context.request_id).await
+}
+
+/// Runs one invocation: parse, validate, skip a repeat, stream the model's
+/// answer as chunks (cancellable by the turn's owner), print the turn's
+/// metrics line. `request_id` is Lambda's request id, for the metrics.
+///
+/// # Errors
+/// [`TurnError::Event`] for an unparseable payload, [`TurnError::Validation`]
+/// (after publishing a terminal `ValidationException` chunk when the ids and
+/// owner are valid), [`TurnError::Publish`] when not a single chunk could be
+/// delivered.
+pub(crate) async fn handle_event(
+    state: &State,
+    payload: serde_json::Value,
+    deadline: Option<Instant>,
+    request_id: &str,
+) -> Result<TurnOutcome, TurnError> {
+    let started = Instant::now();
+    let event = AppSyncEvent::from_value(payload)?;
+    let ctx = TurnContext {
+        sink: &state.publisher,
+        strategy: state.config.strategy,
+        max_chunk_bytes: state.config.max_chunk_bytes,
+        max_hold: state.config.max_hold,
+        deadline,
+        started,
+    };
+    let request = match event.into_turn_request(&state.config) {
+        Ok(r) => r,
+        Err(rejection) => return Err(reject(&ctx, rejection).await),
+    };
+    let span = info_span!(
+        "turn",
+        turnId = %request.ids.turn_id,
+        conversationId = %request.ids.conversation_id
+    );
+    if !state.start_turn(&request.ids) {
+        let _entered = span.enter();
+        info!("repeated delivery of a turn already started here; not streaming it again");
+        return Ok(TurnOutcome::duplicate(&request.ids));
+    }
+    run_turn(state, &ctx, &request, request_id)
+        .instrument(span)
+        .await
+}
+
+/// One validated, first-seen turn: model, cancel watch, driver, metrics.
+async fn run_turn(
+    state: &State,
+    ctx: &TurnContext<'_, Publisher>,
+    request: &TurnRequest,
+    request_id: &str,
+) -> Result<TurnOutcome, TurnError> {
+    info!(
+        model_id = %request.model_id,
+        max_tokens = request.max_tokens,
+        prompt_chars = request.prompt.chars().count(),
+        strategy = %ctx.strategy,
+        "turn started"
+    );
+    let events = spawn_model_reader(
+        state.bedrock.clone(),
+        model_request(request),
+        model::REOPEN_RETRY,
+    );
+    let mut watch = state.cancel.watch(&request.ids);
+    let report = drive(ctx, &request.ids, events, watch.cancelled()).await;
+    watch.stop().await;
+
+    let stop_reason = match &report.result {
+        Ok(o) => o.stop_reason.clone(),
+        Err(_) => StopReason::Error,
+    };
+    let strategy = ctx.strategy.to_string();
+    TurnMetrics {
+        strategy: &strategy,
+        turn_id: &request.ids.turn_id,
+        request_id,
+        stop_reason: &stop_reason,
+        stats: &report.stats,
+    }
+    .emit();
+    match &report.result {
+        Ok(o) => info!(
+            chunks = o.chunks,
+            stop_reason = %o.stop_reason,
+            error_type = o.error_type.map(ErrorType::as_str),
+            deltas = report.stats.deltas,
+            publish_retries = report.stats.publish_retries,
+            "turn finished"
+        ),
+        Err(e) => warn!(error = %e, "turn failed"),
+    }
+    report.result
+}
+
+/// The Bedrock request of a validated turn.
+pub(crate) fn model_request(request: &TurnRequest) -> ModelRequest {
+    ModelRequest {
+        model_id: request.model_id.clone(),
+        system: request.system.clone(),
+        prompt: request.prompt.clone(),
+        max_tokens: request.max_tokens,
+        temperature: request.temperature,
+    }
+}
+
+/// Publishes a rejection as a terminal error chunk (seq 0, `retryable: false`,
+/// the [`ValidationError`]'s own message)
+/// when its ids are known, and returns it as the Lambda error.
+pub(crate) async fn reject<S: ChunkSink>(
+    ctx: &TurnContext<'_, S>,
+    rejection: Rejection,
+) -> TurnError {
+    match &rejection.ids {
+        Some(ids) => warn!(
+            turn_id = %ids.turn_id,
+            conversation_id = %ids.conversation_id,
+            error = %rejection.error,
+            "prompt rejected"
+        ),
+        None => warn!(error = %rejection.error, "prompt rejected"),
+    }
+    if let Some(ids) = &rejection.ids {
+        let failure = Failure {
+            error_type: rejection.error.error_type(),
+            message: rejection.error.to_string(),
+        };
+        let chunk = terminal_chunk(ids, 0, String::new(), &Ending::Failed(failure));
+        if let Err(e) = ctx.sink.publish(&chunk).await.result {
+            warn!(turn_id = %ids.turn_id, error = %e, "could not publish the rejection");
+        }
+    }
+    TurnError::Validation(rejection.error)
+}
+
+/// The instant to stop reading the model, from the Lambda deadline
+/// (`Lambda-Runtime-Deadline-Ms`, milliseconds since the Unix epoch): a
+/// reserve of a fifth of the remaining time, at most [`DEADLINE_RESERVE`], is
+/// kept for the terminal chunk. `None` when the runtime gave no deadline (0).
+pub(crate) fn soft_deadline(deadline_ms: u64, now: SystemTime) -> Option<Instant> {
+    if deadline_ms == 0 {
+        return None;
+    }
+    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let remaining = deadline.duration_since(now).unwrap_or(Duration::ZERO);
+    let reserve = (remaining / 5).min(DEADLINE_RESERVE);
+    Some(Instant::now() + remaining.saturating_sub(reserve))
+}
+
+impl From<TurnError> for lambda_runtime::Diagnostic {
+    fn from(error: TurnError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: error.error_type().as_str().to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,610 @@
+//! Unit tests of the turn driver, over the test sinks: ordering, merging,
+//! byte bounds, every ending, delivery failures, cancellation, the hold rule.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use appsync_client::Usage;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::*;
+use crate::chunk::Ending;
+use crate::model::{ErrorKind, ModelError, ModelEvent, ModelItem};
+use crate::sink::testing::{Gated, Recorder, assert_contiguous};
+use crate::vocabulary::ErrorType;
+
+fn ids() -> TurnIds {
+    TurnIds::fixture()
+}
+
+fn ctx<S>(sink: &S, max_chunk_bytes: usize) -> TurnContext<'_, S> {
+    TurnContext {
+        sink,
+        strategy: Strategy::Adaptive,
+        max_chunk_bytes,
+        max_hold: Duration::from_secs(1),
+        deadline: None,
+        started: Instant::now(),
+    }
+}
+
+/// [`drive`] without cancellation, as a plain result.
+async fn drive_plain<S: ChunkSink>(
+    ctx: &TurnContext<'_, S>,
+    ids: &TurnIds,
+    events: ModelEvents,
+) -> Result<TurnOutcome, TurnError> {
+    drive(ctx, ids, events, std::future::pending()).await.result
+}
+
+fn delta(s: &str) -> Result<ModelEvent, ModelError> {
+    Ok(ModelEvent::Delta(s.into()))
+}
+
+fn stop(s: &str) -> Result<ModelEvent, ModelError> {
+    Ok(ModelEvent::Stop {
+        stop_reason: s.into(),
+    })
+}
+
+fn usage(i: i32, o: i32) -> Result<ModelEvent, ModelError> {
+    Ok(ModelEvent::Usage {
+        input_tokens: i,
+        output_tokens: o,
+        total_tokens: i + o,
+    })
+}
+
+fn channel(items: Vec<Result<ModelEvent, ModelError>>) -> ModelEvents {
+    let (tx, events) = ModelEvents::channel();
+    for item in items {
+        tx.send(item).unwrap();
+    }
+    events
+}
+
+#[tokio::test]
+async fn first_delta_is_immediate_and_deltas_merge_while_a_publish_is_in_flight() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(0));
+    let sink = Arc::new(Gated {
+        seen: seen_tx,
+        permits: Arc::clone(&permits),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let driver = {
+        let sink = Arc::clone(&sink);
+        tokio::spawn(async move {
+            drive_plain(&ctx(&*sink, 1024), &ids(), ModelEvents::from_receiver(rx)).await
+        })
+    };
+
+    tx.send(delta("Hel")).unwrap();
+    let c0 = seen.recv().await.unwrap();
+    assert_eq!((c0.seq, c0.text.as_str(), c0.done), (0, "Hel", false));
+
+    tx.send(delta("lo")).unwrap();
+    tx.send(delta(", wor")).unwrap();
+    permits.add_permits(1);
+    let c1 = seen.recv().await.unwrap();
+    assert_eq!((c1.seq, c1.text.as_str(), c1.done), (1, "lo, wor", false));
+
+    tx.send(delta("ld")).unwrap();
+    tx.send(stop("end_turn")).unwrap();
+    tx.send(usage(4, 3)).unwrap();
+    drop(tx);
+    permits.add_permits(1);
+    let c2 = seen.recv().await.unwrap();
+    assert_eq!((c2.seq, c2.text.as_str(), c2.done), (2, "ld", true));
+    assert_eq!(c2.stop_reason.as_deref(), Some("end_turn"));
+    assert_eq!(
+        c2.usage,
+        Some(Usage {
+            input_tokens: 4,
+            output_tokens: 3,
+            total_tokens: 7
+        })
+    );
+    assert!(c2.error.is_none());
+    permits.add_permits(1);
+    let outcome = driver.await.unwrap().unwrap();
+    assert_eq!(outcome.chunks, 3);
+    assert_eq!(outcome.stop_reason, "end_turn");
+    assert_eq!(outcome.error_type, None);
+}
+
+#[tokio::test]
+async fn error_before_any_text_publishes_one_terminal_error_chunk() {
+    let sink = Recorder::default();
+    let err = ModelError::BeforeStream {
+        kind: ErrorKind::Throttling,
+        detail: "arn:aws:bedrock:secret-internal".into(),
+    };
+    let outcome = drive_plain(&ctx(&sink, 1024), &ids(), channel(vec![Err(err)]))
+        .await
+        .unwrap();
+    let chunks = sink.chunks();
+    assert_eq!(chunks.len(), 1);
+    assert_contiguous(&chunks);
+    let c = &chunks[0];
+    assert_eq!(c.text, "");
+    assert_eq!(c.stop_reason.as_deref(), Some("error"));
+    let e = c.error.as_ref().unwrap();
+    assert_eq!(e.error_type, "ThrottlingException");
+    assert!(e.retryable);
+    assert!(!e.message.contains("arn:"), "no internals in user messages");
+    assert!(c.usage.is_none());
+    assert_eq!(outcome.stop_reason, "error");
+    assert_eq!(
+        outcome.error_type.map(ErrorType::as_str),
+        Some("ThrottlingException")
+    );
+}
+
+#[tokio::test]
+async fn mid_stream_error_keeps_the_text_and_ends_with_the_error() {
+    let sink = Recorder::default();
+    let err = ModelError::MidStream {
+        kind: ErrorKind::ModelStreamError,
+        detail: "boom".into(),
+    };
+    drive_plain(
+        &ctx(&sink, 1024),
+        &ids(),
+        channel(vec![delta("par"), delta("tial"), Err(err)]),
+    )
+    .await
+    .unwrap();
+    let chunks = sink.chunks();
+    assert_contiguous(&chunks);
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(text, "partial");
+    let last = chunks.last().unwrap();
+    assert_eq!(last.error.as_ref().unwrap().error_type, "ModelStreamError");
+    assert_eq!(last.stop_reason.as_deref(), Some("error"));
+}
+
+#[tokio::test]
+async fn missing_usage_is_reported_as_zeroes() {
+    let sink = Recorder::default();
+    drive_plain(
+        &ctx(&sink, 1024),
+        &ids(),
+        channel(vec![delta("x"), stop("max_tokens")]),
+    )
+    .await
+    .unwrap();
+    let last = sink.chunks().pop().unwrap();
+    assert_eq!(last.stop_reason.as_deref(), Some("max_tokens"));
+    assert_eq!(
+        last.usage,
+        Some(Usage {
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_stream_without_message_stop_is_truncated() {
+    let sink = Recorder::default();
+    let outcome = drive_plain(&ctx(&sink, 1024), &ids(), channel(vec![delta("x")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.error_type.map(ErrorType::as_str),
+        Some("StreamTruncated")
+    );
+    assert!(sink.chunks().pop().unwrap().error.unwrap().retryable);
+}
+
+#[tokio::test]
+async fn chunks_respect_the_byte_bound_and_stay_contiguous() {
+    let sink = Recorder::default();
+    let text = "ab€😀".repeat(20);
+    drive_plain(
+        &ctx(&sink, 8),
+        &ids(),
+        channel(vec![
+            delta(&text),
+            delta("tail"),
+            stop("end_turn"),
+            usage(1, 2),
+        ]),
+    )
+    .await
+    .unwrap();
+    let chunks = sink.chunks();
+    assert!(chunks.len() > 10);
+    assert_contiguous(&chunks);
+    assert!(chunks.iter().all(|c| c.text.len() <= 8));
+    let joined: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(joined, format!("{text}tail"));
+}
+
+#[tokio::test]
+async fn a_passed_deadline_ends_the_turn_with_stop_reason_deadline() {
+    let sink = Recorder::default();
+    let (_tx, rx) = mpsc::unbounded_channel();
+    let ctx = TurnContext {
+        deadline: Some(Instant::now() + Duration::from_millis(20)),
+        ..ctx(&sink, 1024)
+    };
+    let outcome = drive_plain(&ctx, &ids(), ModelEvents::from_receiver(rx))
+        .await
+        .unwrap();
+    assert_eq!(outcome.stop_reason, "deadline");
+    let chunks = sink.chunks();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].stop_reason.as_deref(), Some("deadline"));
+    assert!(chunks[0].error.is_none());
+}
+
+/// Drives a turn in a task over a channel the test feeds.
+fn spawn_turn<S: ChunkSink + Send + 'static>(
+    sink: Arc<S>,
+    strategy: Strategy,
+    max_hold: Duration,
+    cancel: tokio::sync::oneshot::Receiver<()>,
+) -> (
+    UnboundedSender<ModelItem>,
+    tokio::task::JoinHandle<TurnReport>,
+) {
+    let (tx, events) = ModelEvents::channel();
+    let driver = tokio::spawn(async move {
+        let ctx = TurnContext {
+            strategy,
+            max_hold,
+            ..ctx(&*sink, 1024)
+        };
+        let cancel = async move {
+            // A dropped sender means "never".
+            if cancel.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        drive(&ctx, &ids(), events, cancel).await
+    });
+    (tx, driver)
+}
+
+/// Waits until `sink` has recorded `n` chunks.
+async fn recorded(sink: &Recorder, n: usize) {
+    let wait = async {
+        while sink.chunks().len() < n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("chunks in time");
+}
+
+#[tokio::test]
+async fn a_text_chunk_that_fails_gets_one_more_try_then_a_delivery_error_after_it() {
+    let sink = Arc::new(Recorder {
+        fail_once: Mutex::new(vec![0]),
+        ..Default::default()
+    });
+    let (_cancel_tx, cancel) = tokio::sync::oneshot::channel();
+    let (tx, driver) = spawn_turn(
+        Arc::clone(&sink),
+        Strategy::Adaptive,
+        Duration::from_secs(1),
+        cancel,
+    );
+    tx.send(delta("x")).unwrap();
+    let report = driver.await.unwrap();
+    assert!(tx.is_closed(), "the model stream was dropped");
+    let outcome = report.result.unwrap();
+    // seq 0 failed, went through on the last try; the terminal error is seq 1.
+    let chunks = sink.chunks();
+    assert_contiguous(&chunks);
+    assert_eq!(chunks[0].text, "x");
+    assert_eq!(
+        chunks[1].error.as_ref().unwrap().error_type,
+        ErrorType::Delivery.as_str()
+    );
+    assert!(chunks[1].error.as_ref().unwrap().retryable);
+    assert_eq!(
+        outcome.error_type.map(ErrorType::as_str),
+        Some(ErrorType::Delivery.as_str())
+    );
+    assert_eq!(outcome.chunks, 2);
+}
+
+#[tokio::test]
+async fn a_text_chunk_that_keeps_failing_is_replaced_by_the_delivery_error() {
+    let sink = Arc::new(Recorder {
+        fail_once: Mutex::new(vec![0, 0]),
+        ..Default::default()
+    });
+    let (_cancel_tx, cancel) = tokio::sync::oneshot::channel();
+    let (tx, driver) = spawn_turn(
+        Arc::clone(&sink),
+        Strategy::Adaptive,
+        Duration::from_secs(1),
+        cancel,
+    );
+    tx.send(delta("x")).unwrap();
+    let outcome = driver.await.unwrap().result.unwrap();
+    let chunks = sink.chunks();
+    assert_eq!(chunks.len(), 1);
+    assert_contiguous(&chunks);
+    assert_eq!(chunks[0].text, "x", "the error chunk carries the lost text");
+    assert_eq!(
+        chunks[0].error.as_ref().unwrap().error_type,
+        ErrorType::Delivery.as_str()
+    );
+    assert_eq!(outcome.chunks, 1);
+}
+
+#[tokio::test]
+async fn a_terminal_chunk_that_fails_is_replaced_by_the_delivery_error() {
+    let sink = Recorder {
+        fail_once: Mutex::new(vec![1]),
+        ..Default::default()
+    };
+    // "x" goes out alone as seq 0; "y" ends the turn as seq 1, which fails.
+    let outcome = drive_plain(
+        &ctx(&sink, 1024),
+        &ids(),
+        channel(vec![delta("x"), delta("y"), stop("end_turn")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome.error_type.map(ErrorType::as_str),
+        Some(ErrorType::Delivery.as_str())
+    );
+    let chunks = sink.chunks();
+    assert_eq!(chunks.len(), 2);
+    assert_contiguous(&chunks);
+    assert_eq!(
+        chunks[1].text, "y",
+        "the error chunk carries the terminal chunk's text"
+    );
+    assert_eq!(chunks[1].stop_reason.as_deref(), Some("error"));
+    assert!(chunks[1].error.as_ref().unwrap().retryable);
+}
+
+#[tokio::test]
+async fn a_turn_that_delivers_nothing_returns_a_lambda_error() {
+    let sink = Recorder {
+        fail_seqs: vec![0],
+        ..Default::default()
+    };
+    let err = drive_plain(&ctx(&sink, 1024), &ids(), channel(vec![delta("x")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TurnError::Publish { seq: 0, .. }),
+        "nothing was delivered"
+    );
+    assert_eq!(err.error_type(), ErrorType::Delivery);
+    assert!(sink.chunks().is_empty());
+}
+
+#[tokio::test]
+async fn once_text_was_delivered_the_turn_never_returns_a_lambda_error() {
+    let sink = Arc::new(Recorder {
+        fail_seqs: vec![1],
+        ..Default::default()
+    });
+    let (_cancel_tx, cancel) = tokio::sync::oneshot::channel();
+    let (tx, driver) = spawn_turn(
+        Arc::clone(&sink),
+        Strategy::Adaptive,
+        Duration::from_secs(1),
+        cancel,
+    );
+    tx.send(delta("a")).unwrap();
+    recorded(&sink, 1).await;
+    tx.send(delta("b")).unwrap();
+    tx.send(stop("end_turn")).unwrap();
+    drop(tx);
+    let outcome = driver
+        .await
+        .unwrap()
+        .result
+        .expect("no Lambda error after text");
+    assert_eq!(
+        outcome.error_type.map(ErrorType::as_str),
+        Some(ErrorType::Delivery.as_str())
+    );
+    assert_eq!(sink.chunks().len(), 1, "only seq 0 got through");
+}
+
+#[tokio::test]
+async fn a_cancellation_stops_the_turn_within_one_delta() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(0));
+    let sink = Arc::new(Gated {
+        seen: seen_tx,
+        permits: Arc::clone(&permits),
+    });
+    let (cancel_tx, cancel) = tokio::sync::oneshot::channel();
+    let (tx, driver) = spawn_turn(sink, Strategy::Adaptive, Duration::from_secs(60), cancel);
+
+    tx.send(delta("one")).unwrap();
+    let c0 = seen.recv().await.unwrap();
+    assert_eq!((c0.seq, c0.text.as_str()), (0, "one"));
+    // Held behind the publish in flight.
+    tx.send(delta(" two")).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    cancel_tx.send(()).unwrap();
+    // Everything after the cancellation is never read.
+    let _ = tx.send(delta(" three"));
+    let _ = tx.send(delta(" four"));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !tx.is_closed() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the model stream is dropped at once, before the publish returns");
+    permits.add_permits(10);
+    let c1 = seen.recv().await.unwrap();
+    let outcome = driver.await.unwrap().result.unwrap();
+    assert_eq!((c1.seq, c1.text.as_str(), c1.done), (1, " two", true));
+    assert_eq!(c1.stop_reason.as_deref(), Some("cancelled"));
+    assert_eq!(c1.usage, None, "Bedrock reported no usage");
+    assert!(c1.error.is_none());
+    assert_eq!(outcome.stop_reason, "cancelled");
+    assert_eq!(outcome.chunks, 2);
+    assert!(seen.try_recv().is_err(), "nothing after the terminal chunk");
+}
+
+#[tokio::test]
+async fn a_cancellation_between_queued_deltas_takes_effect_before_the_next() {
+    let sink = Recorder::default();
+    let (tx, events) = ModelEvents::channel();
+    for d in ["a", "b", "c", "d"] {
+        tx.send(delta(d)).unwrap();
+    }
+    // The driver polls the cancel signal: (1) before reading "a", which it
+    // publishes alone; (2) while that publish completes; (3) before
+    // reading "b"; (4) before reading "c", queued behind "b". It fires there.
+    let mut polls = 0;
+    let cancel = std::future::poll_fn(move |_| {
+        polls += 1;
+        if polls >= 4 {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    });
+    let report = drive(&ctx(&sink, 1024), &ids(), events, cancel).await;
+    assert_eq!(report.result.unwrap().stop_reason, "cancelled");
+    let chunks = sink.chunks();
+    assert_contiguous(&chunks);
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(text, "ab", "c and d were never read");
+    assert_eq!(report.stats.deltas, 2);
+    assert!(tx.is_closed());
+}
+
+#[tokio::test]
+async fn a_cancellation_before_any_text_ends_with_one_empty_cancelled_chunk() {
+    let sink = Recorder::default();
+    let (_tx, events) = ModelEvents::channel();
+    let report = drive(&ctx(&sink, 1024), &ids(), events, std::future::ready(())).await;
+    assert_eq!(report.result.unwrap().stop_reason, "cancelled");
+    let chunks = sink.chunks();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!((chunks[0].text.as_str(), chunks[0].done), ("", true));
+    assert_eq!(chunks[0].stop_reason.as_deref(), Some("cancelled"));
+}
+
+#[tokio::test]
+async fn a_stuck_publish_lets_held_text_go_out_after_the_hold_time() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(0));
+    let sink = Arc::new(Gated {
+        seen: seen_tx,
+        permits: Arc::clone(&permits),
+    });
+    let (_cancel_tx, cancel) = tokio::sync::oneshot::channel();
+    let hold = Duration::from_millis(60);
+    let (tx, driver) = spawn_turn(sink, Strategy::Adaptive, hold, cancel);
+    tx.send(delta("A")).unwrap();
+    assert_eq!(seen.recv().await.unwrap().text, "A");
+    let held_at = Instant::now();
+    tx.send(delta("B")).unwrap();
+    let c1 = seen.recv().await.unwrap();
+    assert_eq!(
+        (c1.seq, c1.text.as_str()),
+        (1, "B"),
+        "a second publish while the first is stuck"
+    );
+    assert!(
+        held_at.elapsed() >= hold - Duration::from_millis(5),
+        "{:?}",
+        held_at.elapsed()
+    );
+    tx.send(stop("end_turn")).unwrap();
+    drop(tx);
+    permits.add_permits(10);
+    let last = seen.recv().await.unwrap();
+    assert_eq!((last.seq, last.done), (2, true));
+    let outcome = driver.await.unwrap().result.unwrap();
+    assert_eq!(outcome.chunks, 3);
+}
+
+#[tokio::test]
+async fn other_strategies_run_through_the_same_driver() {
+    async fn texts(strategy: &str) -> Vec<String> {
+        let mut items: Vec<_> = ["a", "b", "c", "d", "e"].into_iter().map(delta).collect();
+        items.push(stop("end_turn"));
+        let sink = Recorder::default();
+        let ctx = TurnContext {
+            strategy: strategy.parse().unwrap(),
+            ..ctx(&sink, 1024)
+        };
+        drive_plain(&ctx, &ids(), channel(items)).await.unwrap();
+        let chunks = sink.chunks();
+        assert_contiguous(&chunks);
+        chunks.into_iter().map(|c| c.text).collect()
+    }
+    assert_eq!(texts("fixed-deltas:2").await, ["ab", "cd", "e"]);
+    assert_eq!(texts("per-delta").await, ["a", "b", "c", "d", "e"]);
+    assert_eq!(texts("chars:3").await, ["abc", "de"]);
+    // The first delta goes out alone at once; the rest, queued behind it,
+    // are merged.
+    assert_eq!(texts("adaptive").await, ["a", "bcde"]);
+    assert_eq!(texts("timer:60000").await, ["abcde"], "the end flushes");
+}
+
+#[tokio::test]
+async fn the_driver_measures_the_turn() {
+    let sink = Recorder {
+        attempts: 3,
+        ..Default::default()
+    };
+    let report = drive(
+        &ctx(&sink, 1024),
+        &ids(),
+        channel(vec![delta("a"), delta("b"), stop("end_turn"), usage(5, 7)]),
+        std::future::pending(),
+    )
+    .await;
+    report.result.unwrap();
+    let s = report.stats;
+    assert_eq!(s.deltas, 2);
+    assert_eq!(
+        s.chunks_published, 2,
+        "\"a\" alone, then \"b\" with the end"
+    );
+    assert_eq!(s.publish_retries, 4);
+    assert_eq!(s.output_tokens, Some(7));
+    assert!(s.time_to_first_token.is_some() && s.time_to_first_publish.is_some());
+    assert!(s.time_to_first_token <= s.time_to_first_publish);
+}
+
+#[test]
+fn outcome_serialises_to_the_documented_shape() {
+    let o = TurnOutcome::ended(
+        &ids(),
+        3,
+        &Ending::Completed {
+            stop_reason: "end_turn".into(),
+            usage: Usage {
+                input_tokens: 0,
+                output_tokens: 0,
+                total_tokens: 0,
+            },
+        },
+    );
+    assert_eq!(
+        serde_json::to_value(&o).unwrap(),
+        serde_json::json!({"conversationId": "c1", "turnId": "t1", "chunks": 3, "stopReason": "end_turn"})
+    );
+    assert_eq!(
+        serde_json::to_value(TurnOutcome::duplicate(&ids())).unwrap(),
+        serde_json::json!({"conversationId": "c1", "turnId": "t1", "chunks": 0,
+                           "stopReason": "duplicate", "duplicate": true})
+    );
+}
