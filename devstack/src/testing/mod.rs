@@ -136,18 +136,24 @@ pub async fn send_prompt(
     body
 }
 
+/// The next chunk on `subscription`; fails the test if none comes before
+/// `until`, the subscription ends or errs, or the message is not a chunk.
+pub async fn next_chunk(subscription: &mut Subscription, until: tokio::time::Instant) -> Chunk {
+    let payload = tokio::time::timeout_at(until, subscription.next())
+        .await
+        .expect("the next chunk arrives in time")
+        .expect("the subscription stays open")
+        .expect("no subscription error");
+    appsync_client::chunk_from_payload(&payload).expect("a chunk")
+}
+
 /// Every chunk of one turn, in arrival order, until the terminal chunk.
 pub async fn collect_turn(subscription: &mut Subscription, turn_id: &str) -> Vec<Chunk> {
     let mut received = Vec::new();
     let mut assembler = TurnAssembler::new();
     let until = tokio::time::Instant::now() + TURN_TIMEOUT;
     while assembler.finished().is_none() {
-        let payload = tokio::time::timeout_at(until, subscription.next())
-            .await
-            .expect("the turn ends in time")
-            .expect("the subscription stays open")
-            .expect("no subscription error");
-        let chunk = appsync_client::chunk_from_payload(&payload).expect("a chunk");
+        let chunk = next_chunk(subscription, until).await;
         if chunk.turn_id != turn_id {
             continue;
         }
