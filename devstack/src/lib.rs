@@ -30,6 +30,7 @@ pub mod bedrock;
 pub mod bench;
 pub mod cli;
 pub mod cognito;
+pub mod dynamodb;
 pub mod lambda;
 pub mod sigv4_verify;
 pub mod testing;
@@ -126,6 +127,11 @@ pub struct StackConfig {
     /// The built web chat (`client-examples/web/dist`), served at `/` of the
     /// HTTPS listener.
     pub web_dir: Option<PathBuf>,
+    /// The local DynamoDB to start beside the stand-ins (`None`: none). Its
+    /// endpoint and the template's table name reach the function as
+    /// `AWS_ENDPOINT_URL_DYNAMODB` and `CONVERSATIONS_TABLE`. A server that
+    /// cannot start is a warning, not a failure: the stack runs without it.
+    pub dynamodb: Option<dynamodb::DynamoDbConfig>,
 }
 
 impl StackConfig {
@@ -148,6 +154,7 @@ impl StackConfig {
             tls: None,
             tls_bind: SocketAddr::from(([127, 0, 0, 1], 4443)),
             web_dir: None,
+            dynamodb: None,
         }
     }
 }
@@ -168,6 +175,9 @@ pub struct Stack {
     pub lambda: LambdaService,
     /// The Bedrock stand-in (its fault switch and counters).
     pub bedrock: BedrockState,
+    /// The local DynamoDB, when [`StackConfig::dynamodb`] asked for one and it
+    /// started.
+    pub dynamodb: Option<dynamodb::LocalDynamoDb>,
     server: JoinHandle<()>,
     tls_server: Option<axum_server::Handle<SocketAddr>>,
 }
@@ -192,16 +202,26 @@ impl Stack {
         };
         let user_pool = UserPool::new(&base_url, DEV_USER_POOL_ID, DEV_CLIENT_ID, &key);
         let iam_users = dev_iam_users();
+        let dynamodb = start_dynamodb(config.dynamodb).await;
+        let mut extra_environment = config.function_environment;
+        if let Some(local) = &dynamodb {
+            extra_environment.extend([
+                (
+                    "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+                    local.endpoint().to_owned(),
+                ),
+                (
+                    "CONVERSATIONS_TABLE".to_owned(),
+                    CONVERSATIONS_TABLE.to_owned(),
+                ),
+            ]);
+        }
         let lambda = LambdaService::new(LambdaConfig {
             function_name: "bedrock-appsync-stream".into(),
             command: config.function,
             workers: config.workers,
             timeout: config.function_timeout,
-            environment: function_environment(
-                &base_url,
-                &config.default_model,
-                config.function_environment,
-            ),
+            environment: function_environment(&base_url, &config.default_model, extra_environment),
             max_retry_attempts: config.max_retry_attempts,
             retry_delay: config.retry_delay,
         });
@@ -266,6 +286,7 @@ impl Stack {
             appsync,
             lambda,
             bedrock,
+            dynamodb,
             server,
         })
     }
@@ -314,9 +335,13 @@ impl Stack {
             .mint_id_token(username, &[], cognito::now_secs())
     }
 
-    /// Stops the workers and the server.
+    /// Stops the workers, the server and the local DynamoDB (whose data
+    /// stays on disk).
     pub async fn shutdown(self) {
         self.lambda.stop_workers().await;
+        if let Some(dynamodb) = self.dynamodb {
+            dynamodb.shutdown().await;
+        }
         self.server.abort();
         if let Some(handle) = self.tls_server {
             handle.shutdown();
@@ -350,6 +375,24 @@ async fn serve_tls(
         }
     });
     Ok((addr, handle))
+}
+
+/// The table of conversations in `infra/template.yaml` (its logical id, which
+/// the devstack uses as the table's name).
+pub const CONVERSATIONS_TABLE: &str = "ConversationsTable";
+
+/// Starts the local DynamoDB that `config` asks for; a failure is logged and
+/// the stack goes on without it, as the resolver goes on without its store.
+async fn start_dynamodb(
+    config: Option<dynamodb::DynamoDbConfig>,
+) -> Option<dynamodb::LocalDynamoDb> {
+    match dynamodb::LocalDynamoDb::start(config?).await {
+        Ok(local) => Some(local),
+        Err(error) => {
+            tracing::warn!(%error, "no local DynamoDB; running without one");
+            None
+        }
+    }
 }
 
 /// The static dev IAM user every signed request is checked against.
@@ -421,7 +464,8 @@ async fn verify_bedrock_signature(
         .await
 }
 
-/// Where the devstack keeps its state (the pool key, model weights):
+/// Where the devstack keeps its state (the pool key, model weights, the local
+/// DynamoDB's data and dynalite):
 /// `$DEVSTACK_CACHE_DIR`, else `$XDG_CACHE_HOME/bedrock-appsync-stream`, else
 /// `$HOME/.cache/bedrock-appsync-stream`.
 pub fn state_dir() -> PathBuf {

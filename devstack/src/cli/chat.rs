@@ -48,6 +48,7 @@ pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     config.workers = 1;
     config.default_model = args.model.clone();
     config.bedrock.scripted_tokens_per_second = args.scripted_rate;
+    config.dynamodb = Some(super::dynamodb_config(None)?);
     let stack = Stack::start(config).await?;
     let result = chat(&stack, &args).await;
     stack.shutdown().await;

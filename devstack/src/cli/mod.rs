@@ -11,9 +11,10 @@ mod bench;
 mod chat;
 mod up;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::lambda::FunctionCommand;
@@ -112,6 +113,27 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 /// The pool key kept in the state directory, so tokens outlive a restart.
 fn key_path() -> PathBuf {
     crate::state_dir().join("cognito-pool-key.pem")
+}
+
+/// The local DynamoDB of `up` and `chat`: its data in the state directory
+/// (so conversations survive a restart), dynalite installed in the cache, the
+/// tables of `infra_dir`'s template, else of the built-in copy of `infra/`.
+fn dynamodb_config(infra_dir: Option<&Path>) -> anyhow::Result<crate::dynamodb::DynamoDbConfig> {
+    use crate::appsync::js::template::{EMBEDDED_INFRA, TEMPLATE_FILE};
+    let template = match infra_dir {
+        Some(dir) => std::fs::read_to_string(dir.join(TEMPLATE_FILE))
+            .with_context(|| format!("could not read {}", dir.join(TEMPLATE_FILE).display()))?,
+        None => EMBEDDED_INFRA
+            .iter()
+            .find(|(path, _)| *path == TEMPLATE_FILE)
+            .map(|(_, text)| (*text).to_owned())
+            .context("the built-in infra/ has no template")?,
+    };
+    Ok(crate::dynamodb::DynamoDbConfig {
+        data_dir: crate::state_dir().join("dynamodb"),
+        cache_dir: crate::state_dir(),
+        template,
+    })
 }
 
 /// This executable, re-run as a Lambda worker.

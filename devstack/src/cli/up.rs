@@ -72,6 +72,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(parse_model_fault)
         .transpose()?;
+    config.dynamodb = Some(super::dynamodb_config(args.infra_dir.as_deref())?);
     config.infra_dir = args.infra_dir;
     let tls_dir = crate::state_dir().join("tls");
     config.tls = Some(crate::tls::DevCertificate::load_or_create(&tls_dir)?);

@@ -1,0 +1,88 @@
+//! Place in the data path: beside the stack, before it starts: fetching the
+//! DynamoDB-protocol server the devstack runs, once. dynalite (an npm package
+//! that implements DynamoDB's JSON protocol on LevelDB, and keeps its data on
+//! disk) is installed with npm, at a pinned version, into the cache, and
+//! reused while that version stays the same.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use thiserror::Error;
+
+/// The dynalite version the devstack runs.
+pub const DYNALITE_VERSION: &str = "4.0.0";
+
+/// Why dynalite could not be installed.
+#[derive(Debug, Error)]
+pub enum InstallError {
+    /// The cache directory could not be written.
+    #[error("could not prepare {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `npm` is missing or failed (Node 20+ with npm is needed).
+    #[error("npm install of dynalite {DYNALITE_VERSION} failed: {0}")]
+    Npm(String),
+}
+
+/// The entry point of dynalite's command-line server under `cache`, installing
+/// it first (with a progress line on stderr) when this version is not there.
+///
+/// # Errors
+/// [`InstallError`] when the cache cannot be written or npm fails.
+pub fn ensure_installed(cache: &Path) -> Result<PathBuf, InstallError> {
+    let dir = cache.join(format!("dynalite-{DYNALITE_VERSION}"));
+    let cli = dir.join("node_modules/dynalite/cli.js");
+    if cli.is_file() {
+        return Ok(cli);
+    }
+    eprintln!(
+        "devstack: installing dynalite {DYNALITE_VERSION} (local DynamoDB) into {} (first run only)",
+        dir.display()
+    );
+    let staging = cache.join(format!(
+        "dynalite-{DYNALITE_VERSION}.{}",
+        std::process::id()
+    ));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| InstallError::Io { path, source }
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let manifest = format!(
+        "{{\"private\": true, \"dependencies\": {{\"dynalite\": \"{DYNALITE_VERSION}\"}}}}\n"
+    );
+    let package_json = staging.join("package.json");
+    std::fs::write(&package_json, manifest).map_err(io(&package_json))?;
+    let output = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--no-package-lock"])
+        .arg("--loglevel=error")
+        .current_dir(&staging)
+        .output()
+        .map_err(|e| InstallError::Npm(format!("could not run npm: {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(InstallError::Npm(format!(
+            "{}: {}",
+            output.status,
+            stderr.trim()
+        )));
+    }
+    if std::fs::rename(&staging, &dir).is_err() {
+        // Another process moved its copy in first; use that one.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    if cli.is_file() {
+        Ok(cli)
+    } else {
+        Err(InstallError::Npm(format!(
+            "{} is missing after the install",
+            cli.display()
+        )))
+    }
+}

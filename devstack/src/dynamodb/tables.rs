@@ -1,0 +1,253 @@
+//! Place in the data path: beside the stack, at start: the tables the
+//! deployed stack would have, read from `infra/template.yaml`'s
+//! `AWS::DynamoDB::Table` resources and created in the local DynamoDB with the
+//! same key schema, billing mode and TTL attribute
+//! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-dynamodb-table.html>).
+//! A table is named after its logical id, as the devstack has no stack name
+//! to prefix.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use serde_norway::Value as Yaml;
+use thiserror::Error;
+
+/// One table of the template: what `CreateTable` and `UpdateTimeToLive` need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDefinition {
+    /// The table's name: the resource's logical id (e.g. `ConversationsTable`).
+    pub name: String,
+    /// `AttributeDefinitions`: attribute name and type (`S`, `N` or `B`).
+    pub attributes: Vec<(String, String)>,
+    /// `KeySchema`: attribute name and key type (`HASH` or `RANGE`).
+    pub key_schema: Vec<(String, String)>,
+    /// `BillingMode` (`PAY_PER_REQUEST` or `PROVISIONED`).
+    pub billing_mode: String,
+    /// `TimeToLiveSpecification.AttributeName`, when TTL is enabled.
+    pub ttl_attribute: Option<String>,
+}
+
+/// Why the tables could not be read or created.
+#[derive(Debug, Error)]
+pub enum TableError {
+    /// The template is not YAML.
+    #[error("infra/template.yaml is not valid YAML: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    /// A table resource lacks a property the devstack needs.
+    #[error("table {table}: {problem}")]
+    Definition {
+        /// The logical id.
+        table: String,
+        /// What is missing or wrong.
+        problem: String,
+    },
+    /// The local DynamoDB refused a request.
+    #[error("table {table}: {operation} failed: {detail}")]
+    Request {
+        /// The logical id.
+        table: String,
+        /// `DescribeTable`, `CreateTable` or `UpdateTimeToLive`.
+        operation: &'static str,
+        /// The SDK's error, with its source chain.
+        detail: String,
+    },
+}
+
+/// Every `AWS::DynamoDB::Table` of `template` (the text of
+/// `infra/template.yaml`), in template order.
+///
+/// # Errors
+/// [`TableError::Yaml`] or [`TableError::Definition`].
+pub fn tables_from_template(template: &str) -> Result<Vec<TableDefinition>, TableError> {
+    let doc: Yaml = serde_norway::from_str(template)?;
+    let Some(resources) = doc.get("Resources").and_then(Yaml::as_mapping) else {
+        return Ok(Vec::new());
+    };
+    let mut tables = Vec::new();
+    for (id, resource) in resources {
+        let Some(id) = id.as_str() else { continue };
+        if resource.get("Type").and_then(Yaml::as_str) != Some("AWS::DynamoDB::Table") {
+            continue;
+        }
+        tables.push(definition(id, resource.get("Properties"))?);
+    }
+    Ok(tables)
+}
+
+fn definition(id: &str, properties: Option<&Yaml>) -> Result<TableDefinition, TableError> {
+    let problem = |problem: &str| TableError::Definition {
+        table: id.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let properties = properties.ok_or_else(|| problem("no Properties"))?;
+    let pairs = |list: &str, a: &str, b: &str| -> Result<Vec<(String, String)>, TableError> {
+        let items = properties
+            .get(list)
+            .and_then(Yaml::as_sequence)
+            .ok_or_else(|| problem(&format!("no {list}")))?;
+        items
+            .iter()
+            .map(|item| {
+                let field = |name: &str| item.get(name).and_then(Yaml::as_str).map(str::to_owned);
+                field(a)
+                    .zip(field(b))
+                    .ok_or_else(|| problem(&format!("an entry of {list} lacks {a} or {b}")))
+            })
+            .collect()
+    };
+    let ttl = properties.get("TimeToLiveSpecification");
+    let ttl_enabled = ttl
+        .and_then(|t| t.get("Enabled"))
+        .and_then(Yaml::as_bool)
+        .unwrap_or(false);
+    Ok(TableDefinition {
+        name: id.to_owned(),
+        attributes: pairs("AttributeDefinitions", "AttributeName", "AttributeType")?,
+        key_schema: pairs("KeySchema", "AttributeName", "KeyType")?,
+        billing_mode: properties
+            .get("BillingMode")
+            .and_then(Yaml::as_str)
+            .unwrap_or("PROVISIONED")
+            .to_owned(),
+        ttl_attribute: ttl
+            .filter(|_| ttl_enabled)
+            .and_then(|t| t.get("AttributeName"))
+            .and_then(Yaml::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// Creates `table` through `client` unless a table of that name exists (its
+/// data is kept across restarts), then turns on its TTL where the server has
+/// TTL (dynalite has not: its items never expire).
+///
+/// # Errors
+/// [`TableError::Request`] when the local DynamoDB refuses a request.
+pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<(), TableError> {
+    let failed = |operation: &'static str| {
+        let table = table.name.clone();
+        move |error: &dyn std::error::Error| TableError::Request {
+            table,
+            operation,
+            detail: error_chain(error),
+        }
+    };
+    let exists = match client.describe_table().table_name(&table.name).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => return Err(failed("DescribeTable")(&e)),
+    };
+    if !exists {
+        create(client, table)
+            .await
+            .map_err(|e| failed("CreateTable")(e.as_ref()))?;
+    }
+    if let Some(attribute) = &table.ttl_attribute {
+        let spec = TimeToLiveSpecification::builder()
+            .attribute_name(attribute)
+            .enabled(true)
+            .build()
+            .map_err(|e| failed("UpdateTimeToLive")(&e))?;
+        let updated = client
+            .update_time_to_live()
+            .table_name(&table.name)
+            .time_to_live_specification(spec)
+            .send()
+            .await;
+        if let Err(e) = updated {
+            match e.code() {
+                // A second enable of the same attribute is refused by
+                // DynamoDB ("TimeToLive is already enabled"): the state wanted.
+                Some("ValidationException") => {}
+                // dynalite has no TTL. On AWS too, deletion of expired items
+                // is a background process that may lag by days, so readers
+                // filter on the attribute themselves and nothing depends on
+                // the deletion:
+                // https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/howitworks-ttl.html
+                Some("UnknownOperationException") => tracing::info!(
+                    table = %table.name,
+                    attribute = %attribute,
+                    "the local DynamoDB does not expire items (no TTL); readers filter them"
+                ),
+                _ => return Err(failed("UpdateTimeToLive")(&e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    client: &Client,
+    table: &TableDefinition,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut request = client
+        .create_table()
+        .table_name(&table.name)
+        .billing_mode(BillingMode::from(table.billing_mode.as_str()));
+    for (name, kind) in &table.attributes {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                .build()?,
+        );
+    }
+    for (name, kind) in &table.key_schema {
+        request = request.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(KeyType::from(kind.as_str()))
+                .build()?,
+        );
+    }
+    request.send().await?;
+    Ok(())
+}
+
+/// `error: source: source ...`, for a log line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conversations_table_is_read_from_the_template() {
+        let template = include_str!("../../../infra/template.yaml");
+        let tables = tables_from_template(template).expect("tables");
+        let table = tables
+            .iter()
+            .find(|t| t.name == "ConversationsTable")
+            .expect("the conversations table");
+        assert_eq!(
+            table.key_schema,
+            [("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
+        );
+        assert_eq!(table.billing_mode, "PAY_PER_REQUEST");
+        assert_eq!(table.ttl_attribute.as_deref(), Some("expiresAt"));
+    }
+
+    #[test]
+    fn a_table_without_a_key_schema_is_refused() {
+        let template = "Resources:\n  T:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      AttributeDefinitions: []\n";
+        let error = tables_from_template(template).expect_err("refused");
+        assert!(error.to_string().contains("no KeySchema"), "{error}");
+    }
+}
