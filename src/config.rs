@@ -72,6 +72,10 @@ pub struct Config {
     /// `wss://`), on which the resolver subscribes to `onCancel`. Derived from
     /// `APPSYNC_GRAPHQL_URL` by [`realtime_url_for`] when unset.
     pub appsync_realtime_url: String,
+    /// `CONVERSATIONS_TABLE`: the DynamoDB table turns are claimed in, so a
+    /// repeated event streams nothing in any execution environment. Unset
+    /// (or empty): no table, and only the in-process record guards repeats.
+    pub conversations_table: Option<String>,
 }
 
 impl Config {
@@ -170,6 +174,7 @@ impl Config {
             max_hold,
             strategy,
             appsync_realtime_url,
+            conversations_table: get("CONVERSATIONS_TABLE").filter(|t| !t.trim().is_empty()),
         })
     }
 }

@@ -483,6 +483,7 @@ mod tests {
             max_hold: std::time::Duration::from_millis(1000),
             strategy: crate::coalesce::Strategy::Adaptive,
             appsync_realtime_url: "ws://127.0.0.1:4000/graphql/realtime".into(),
+            conversations_table: None,
         }
     }
 

@@ -16,12 +16,13 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::chunk::{Ending, Failure, terminal_chunk};
-use crate::event::{AppSyncEvent, Rejection, TurnRequest};
+use crate::event::{AppSyncEvent, Rejection, TurnIds, TurnRequest};
 use crate::metrics::TurnMetrics;
 use crate::model::{self, ModelRequest, spawn_model_reader};
 use crate::sink::ChunkSink;
 use crate::sink::appsync::Publisher;
 use crate::state::State;
+use crate::store::Claim;
 use crate::turn::{TurnContext, TurnError, TurnOutcome, drive};
 use crate::vocabulary::{ErrorType, StopReason};
 
@@ -75,14 +76,55 @@ pub(crate) async fn handle_event(
         turnId = %request.ids.turn_id,
         conversationId = %request.ids.conversation_id
     );
-    if !state.start_turn(&request.ids) {
-        let _entered = span.enter();
-        info!("repeated delivery of a turn already started here; not streaming it again");
-        return Ok(TurnOutcome::duplicate(&request.ids));
-    }
-    run_turn(state, &ctx, &request, request_id)
+    let store_errors = match claim_turn(state, &request.ids)
+        .instrument(span.clone())
+        .await
+    {
+        Delivery::Repeated => return Ok(TurnOutcome::duplicate(&request.ids)),
+        Delivery::First { store_errors } => store_errors,
+    };
+    run_turn(state, &ctx, &request, request_id, store_errors)
         .instrument(span)
         .await
+}
+
+/// Whether a delivery of a turn's event is its first.
+enum Delivery {
+    /// Stream the turn. `store_errors` is 1 when the store could not answer
+    /// (the turn streams anyway, guarded by the in-process record only).
+    First {
+        /// Store calls that failed, for the `StoreErrors` metric.
+        store_errors: u64,
+    },
+    /// The turn was started before: stream nothing.
+    Repeated,
+}
+
+/// Claims turn `ids`: first in this execution environment's record, then in
+/// the conversations table, whose conditional write catches a repeat that
+/// lands in another environment. A store that cannot answer never stops the
+/// turn: a warning and the `StoreErrors` metric say so.
+async fn claim_turn(state: &State, ids: &TurnIds) -> Delivery {
+    if !state.start_turn(ids) {
+        info!("repeated delivery of a turn already started here; not streaming it again");
+        return Delivery::Repeated;
+    }
+    let Some(store) = &state.store else {
+        return Delivery::First { store_errors: 0 };
+    };
+    match store.claim(ids, SystemTime::now()).await {
+        Ok(Claim::First) => Delivery::First { store_errors: 0 },
+        Ok(Claim::Repeated) => {
+            info!(
+                "repeated delivery of a turn claimed in another execution environment; not streaming it again"
+            );
+            Delivery::Repeated
+        }
+        Err(error) => {
+            warn!(%error, "conversation store unavailable; streaming without the turn's claim");
+            Delivery::First { store_errors: 1 }
+        }
+    }
 }
 
 /// One validated, first-seen turn: model, cancel watch, driver, metrics.
@@ -91,6 +133,7 @@ async fn run_turn(
     ctx: &TurnContext<'_, Publisher>,
     request: &TurnRequest,
     request_id: &str,
+    store_errors: u64,
 ) -> Result<TurnOutcome, TurnError> {
     info!(
         model_id = %request.model_id,
@@ -105,8 +148,9 @@ async fn run_turn(
         model::REOPEN_RETRY,
     );
     let mut watch = state.cancel.watch(&request.ids);
-    let report = drive(ctx, &request.ids, events, watch.cancelled()).await;
+    let mut report = drive(ctx, &request.ids, events, watch.cancelled()).await;
     watch.stop().await;
+    report.stats.store_errors = store_errors;
 
     let stop_reason = match &report.result {
         Ok(o) => o.stop_reason.clone(),

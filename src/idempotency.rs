@@ -14,9 +14,9 @@
 //! configuration `MaximumRetryAttempts: 0` (`PutFunctionEventInvokeConfig`,
 //! <https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionEventInvokeConfig.html>),
 //! so Lambda never re-runs a turn elsewhere after an error; the resolver
-//! reports every failure to the user as a terminal chunk instead. Rare
-//! duplicate deliveries across environments would need a shared record (a
-//! conditional write keyed by the turn).
+//! reports every failure to the user as a terminal chunk instead. A repeat
+//! that lands in another environment is caught by the turn's claim in the
+//! conversations table ([`crate::store`]), when the function has one.
 
 use std::collections::{HashSet, VecDeque};
 

@@ -35,6 +35,8 @@
 //!   and error type with its wire string, user message and retryability.
 //! - `sink`: [`ChunkSink`], the one interface between the driver and where
 //!   chunks go; `sink::appsync` signs and sends `publishChunk`.
+//! - `store`: the conversations table in DynamoDB; today, the claim that
+//!   makes a turn run once whichever execution environment its event reaches.
 //! - `cancel`: the `onCancel` listener that stops a turn.
 //! - `config`, `limits`, `metrics` (one EMF line per turn), `retry`.
 //!
@@ -42,10 +44,11 @@
 //! client are the `appsync_client` crate's, shared with every client.
 //!
 //! Deployment note: configure the function's asynchronous invocation with
-//! `MaximumRetryAttempts: 0`. A repeated event in the same execution
-//! environment is recognised and not streamed again; one in another
-//! environment is not, and every failure already reaches the user as a
-//! terminal chunk, so Lambda's retries can only duplicate an answer.
+//! `MaximumRetryAttempts: 0`. A repeated event is recognised and not streamed
+//! again (in this execution environment by an in-process record, in any other
+//! through the turn's claim in `CONVERSATIONS_TABLE`); a retry of a turn whose
+//! environment died cannot yet end it for its user, and every other failure
+//! already reaches the user as a terminal chunk.
 
 mod cancel;
 mod chunk;
@@ -60,6 +63,7 @@ mod model;
 mod retry;
 mod sink;
 mod state;
+mod store;
 mod turn;
 mod vocabulary;
 

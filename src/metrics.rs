@@ -32,6 +32,9 @@ pub(crate) struct TurnStats {
     pub publish_retries: u64,
     /// `usage.outputTokens` as Bedrock reported it, if it did.
     pub output_tokens: Option<u64>,
+    /// Calls to the conversations table that failed (the turn went on
+    /// without them).
+    pub store_errors: u64,
 }
 
 /// One turn's metrics record.
@@ -63,10 +66,11 @@ impl TurnMetrics<'_> {
     /// Metrics: `TimeToFirstToken` and `TimeToFirstPublish` (Milliseconds;
     /// left out when the turn had no token or no accepted chunk), `Deltas`,
     /// `ChunksPublished`, `PublishRetries` (Count), `OutputTokens` (Count; left
-    /// out when Bedrock reported no usage).
+    /// out when Bedrock reported no usage), `StoreErrors` (Count; left out
+    /// when the conversations table answered every call).
     pub(crate) fn to_emf(&self, timestamp_ms: u64) -> Value {
         let s = self.stats;
-        let metrics: [(&str, &str, Option<u64>); 6] = [
+        let metrics: [(&str, &str, Option<u64>); 7] = [
             (
                 "TimeToFirstToken",
                 "Milliseconds",
@@ -81,6 +85,11 @@ impl TurnMetrics<'_> {
             ("ChunksPublished", "Count", Some(s.chunks_published)),
             ("PublishRetries", "Count", Some(s.publish_retries)),
             ("OutputTokens", "Count", s.output_tokens),
+            (
+                "StoreErrors",
+                "Count",
+                Some(s.store_errors).filter(|n| *n > 0),
+            ),
         ];
         let mut root = Map::new();
         let mut definitions = Vec::new();
@@ -135,6 +144,7 @@ mod tests {
             chunks_published: 21,
             publish_retries: 2,
             output_tokens: Some(480),
+            store_errors: 0,
         };
         let m = TurnMetrics {
             strategy: "adaptive",
@@ -202,5 +212,24 @@ mod tests {
         assert!(v.get("TimeToFirstToken").is_none());
         assert!(v.get("OutputTokens").is_none());
         assert_eq!(v["Deltas"], 0);
+    }
+
+    #[test]
+    fn store_errors_are_a_metric_only_when_there_were_some() {
+        let stats = TurnStats {
+            store_errors: 1,
+            ..TurnStats::default()
+        };
+        let v = TurnMetrics {
+            strategy: "adaptive",
+            turn_id: "t",
+            request_id: "r",
+            stop_reason: &StopReason::Model("end_turn".into()),
+            stats: &stats,
+        }
+        .to_emf(5);
+        assert_eq!(v["StoreErrors"], 1);
+        let names = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(names.contains("StoreErrors"), "{names}");
     }
 }

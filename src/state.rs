@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::event::TurnIds;
 use crate::idempotency::RecentTurns;
 use crate::sink::appsync::{PublishError, Publisher};
+use crate::store::Store;
 
 /// What every invocation shares, built once at init and kept for the life of
 /// the execution environment (Lambda reuses it across invocations).
@@ -29,6 +30,8 @@ pub struct State {
     pub(crate) publisher: Publisher,
     /// The `onCancel` subscriptions, over one lazily opened IAM connection.
     pub(crate) cancel: CancelListener,
+    /// The conversations table, when `CONVERSATIONS_TABLE` names one.
+    pub(crate) store: Option<Store>,
     /// Turns started in this execution environment.
     pub(crate) recent_turns: Mutex<RecentTurns>,
 }
@@ -77,7 +80,12 @@ impl State {
         let bedrock_config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
             .retry_config(crate::model::sdk_retry_config())
             .build();
+        let store = config
+            .conversations_table
+            .clone()
+            .map(|table| Store::new(sdk, table));
         Ok(Self {
+            store,
             config,
             bedrock: aws_sdk_bedrockruntime::Client::from_conf(bedrock_config),
             publisher,

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use appsync_client::{Chunk, TurnAssembler};
+use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use devstack::Stack;
 use devstack::appsync::faults::PublishFault;
@@ -293,5 +294,70 @@ async fn a_duplicate_delivery_of_the_event_does_not_stream_twice() {
     let (text, _) = assembled(&chunks);
     assert_eq!(text, scripted_answer(PROMPT, Some(20)).0);
     assert_eq!(chunks.iter().filter(|c| c.done).count(), 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_duplicate_in_another_execution_environment_does_not_stream_twice() {
+    let data = std::env::temp_dir().join(format!("faults-dynamodb-{}", uuid::Uuid::new_v4()));
+    // Two idle environments take the two copies of the event at once.
+    let stack = stack_with(resolver(), |c| {
+        c.workers = 2;
+        c.bedrock.scripted_tokens_per_second = 200.0;
+        c.dynamodb = Some(dynamodb_config(&data));
+    })
+    .await;
+    let dynamodb = stack.dynamodb.as_ref().expect("the local DynamoDB started");
+    stack.lambda.set_duplicate_delivery(1);
+    let token = stack.token("alice");
+    let client = connect(&stack, &token).await;
+    let mut subscription = subscribe(&client, "conv-dup2").await;
+    send_prompt(&stack, &token, "conv-dup2", "turn-g", PROMPT, Some(20)).await;
+    let chunks = collect_turn(&mut subscription, "turn-g").await;
+    let extra = tokio::time::timeout(Duration::from_secs(1), subscription.next()).await;
+    assert!(extra.is_err(), "the answer was streamed again: {extra:?}");
+    assert!(
+        chunks.iter().enumerate().all(|(i, c)| c.seq == i as i64),
+        "every chunk once, in order"
+    );
+    let (text, _) = assembled(&chunks);
+    assert_eq!(text, scripted_answer(PROMPT, Some(20)).0);
+
+    let owner = devstack::cognito::sub_for("alice");
+    let claim = dynamodb
+        .client()
+        .get_item()
+        .table_name(devstack::CONVERSATIONS_TABLE)
+        .key("pk", AttributeValue::S(format!("{owner}#conv-dup2")))
+        .key("sk", AttributeValue::S("TURN#turn-g".into()))
+        .send()
+        .await
+        .expect("read the claim")
+        .item;
+    assert!(claim.is_some_and(|item| item.contains_key("expiresAt")));
+    stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_be_reached_never_fails_the_turn() {
+    // A table on a port where nothing listens: the claim fails, the turn streams.
+    let stack = stack_with(resolver(), |c| {
+        c.function_environment.extend([
+            (
+                "CONVERSATIONS_TABLE".into(),
+                devstack::CONVERSATIONS_TABLE.into(),
+            ),
+            (
+                "AWS_ENDPOINT_URL_DYNAMODB".into(),
+                "http://127.0.0.1:9".into(),
+            ),
+        ]);
+    })
+    .await;
+    let chunks = turn(&stack, "conv-outage", 20).await;
+    let (text, last) = assembled(&chunks);
+    assert_eq!(text, scripted_answer(PROMPT, Some(20)).0);
+    assert_eq!(last.stop_reason.as_deref(), Some("max_tokens"));
     stack.shutdown().await;
 }

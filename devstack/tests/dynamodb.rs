@@ -6,17 +6,8 @@
 //! TTL; see `devstack::dynamodb::ensure_table`.)
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
-use devstack::dynamodb::{DynamoDbConfig, LocalDynamoDb};
-use devstack::testing::node;
-
-fn config(data_dir: &std::path::Path) -> DynamoDbConfig {
-    DynamoDbConfig {
-        data_dir: data_dir.to_owned(),
-        cache_dir: node::repo().join("target/devstack-cache"),
-        template: std::fs::read_to_string(node::repo().join("infra/template.yaml"))
-            .expect("the template"),
-    }
-}
+use devstack::dynamodb::LocalDynamoDb;
+use devstack::testing::dynamodb_config as config;
 
 fn item(pk: &str, sk: &str) -> std::collections::HashMap<String, AttributeValue> {
     [

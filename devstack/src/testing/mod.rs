@@ -37,6 +37,17 @@ pub fn skip_requested(switch: &str) -> bool {
     true
 }
 
+/// A local DynamoDB for a test: its data in `data_dir`, dynalite installed
+/// once under `target/`, the tables of `infra/template.yaml`.
+pub fn dynamodb_config(data_dir: &std::path::Path) -> crate::dynamodb::DynamoDbConfig {
+    crate::dynamodb::DynamoDbConfig {
+        data_dir: data_dir.to_owned(),
+        cache_dir: node::repo().join("target/devstack-cache"),
+        template: std::fs::read_to_string(node::repo().join("infra/template.yaml"))
+            .expect("infra/template.yaml"),
+    }
+}
+
 /// A stack running `function` whose default model is `scripted`, as fast as
 /// it goes.
 pub async fn stack(function: FunctionCommand) -> Stack {
