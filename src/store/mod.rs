@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::AttributeValue;
 use thiserror::Error;
 
@@ -117,7 +117,7 @@ impl Store {
             Err(e) => Err(StoreError {
                 operation: "PutItem",
                 table: self.table.clone(),
-                detail: error_chain(&e),
+                detail: DisplayErrorContext(&e).to_string(),
             }),
         }
     }
@@ -129,18 +129,6 @@ pub(crate) fn turn_key(ids: &TurnIds) -> (String, String) {
         format!("{}#{}", ids.owner, ids.conversation_id),
         format!("TURN#{}", ids.turn_id),
     )
-}
-
-/// `error: source: source ...`, for a log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

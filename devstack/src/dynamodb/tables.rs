@@ -7,7 +7,7 @@
 //! to prefix.
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
@@ -132,7 +132,7 @@ pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<()
         move |error: &dyn std::error::Error| TableError::Request {
             table,
             operation,
-            detail: error_chain(error),
+            detail: DisplayErrorContext(error).to_string(),
         }
     };
     let exists = match client.describe_table().table_name(&table.name).send().await {
@@ -210,18 +210,6 @@ async fn create(
     }
     request.send().await?;
     Ok(())
-}
-
-/// `error: source: source ...`, for a log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
