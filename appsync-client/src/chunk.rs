@@ -6,6 +6,7 @@
 //! `graphql_client`, from the schema's `ChunkInput`, which has the same fields;
 //! the resolver publishes it and every client reads it back into the same type.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::documents::{ChunkErrorInput, ChunkInput, UsageInput};
@@ -32,7 +33,7 @@ pub type ChunkError = ChunkErrorInput;
 /// The chunk inside an `onChunk` data payload, `{"data":{"onChunk":{...}}}`;
 /// `None` when the payload holds no chunk (or not a well-formed one).
 pub fn chunk_from_payload(payload: &Value) -> Option<Chunk> {
-    serde_json::from_value(payload.pointer("/data/onChunk")?.clone()).ok()
+    Chunk::deserialize(payload.pointer("/data/onChunk")?).ok()
 }
 
 #[cfg(test)]

@@ -82,10 +82,6 @@ pub const CANCEL_TURN: &str = generated::cancel_turn::QUERY;
 /// signal for one turn of one owner (IAM only).
 pub const ON_CANCEL: &str = generated::on_cancel::QUERY;
 
-/// The operation name AppSync and the request body carry for
-/// [`PUBLISH_CHUNK`].
-pub const PUBLISH_CHUNK_OPERATION: &str = generated::publish_chunk::OPERATION_NAME;
-
 /// The HTTP body of a `publishChunk` request for `chunk`:
 /// `{"variables":{"input":<chunk>},"query":PUBLISH_CHUNK,"operationName":"PublishChunk"}`.
 ///
@@ -139,6 +135,5 @@ mod tests {
             CANCEL_TURN.contains("cancelTurn(conversationId: $conversationId, turnId: $turnId)")
         );
         assert!(ON_CANCEL.contains("onCancel(turnId: $turnId, owner: $owner)"));
-        assert_eq!(PUBLISH_CHUNK_OPERATION, "PublishChunk");
     }
 }
