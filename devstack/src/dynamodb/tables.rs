@@ -127,13 +127,10 @@ fn definition(id: &str, properties: Option<&Yaml>) -> Result<TableDefinition, Ta
 /// # Errors
 /// [`TableError::Request`] when the local DynamoDB refuses a request.
 pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<(), TableError> {
-    let failed = |operation: &'static str| {
-        let table = table.name.clone();
-        move |error: &dyn std::error::Error| TableError::Request {
-            table,
-            operation,
-            detail: DisplayErrorContext(error).to_string(),
-        }
+    let failed = |operation: &'static str, error: &dyn std::error::Error| TableError::Request {
+        table: table.name.clone(),
+        operation,
+        detail: DisplayErrorContext(error).to_string(),
     };
     let exists = match client.describe_table().table_name(&table.name).send().await {
         Ok(_) => true,
@@ -143,19 +140,19 @@ pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<()
         {
             false
         }
-        Err(e) => return Err(failed("DescribeTable")(&e)),
+        Err(e) => return Err(failed("DescribeTable", &e)),
     };
     if !exists {
         create(client, table)
             .await
-            .map_err(|e| failed("CreateTable")(e.as_ref()))?;
+            .map_err(|e| failed("CreateTable", e.as_ref()))?;
     }
     if let Some(attribute) = &table.ttl_attribute {
         let spec = TimeToLiveSpecification::builder()
             .attribute_name(attribute)
             .enabled(true)
             .build()
-            .map_err(|e| failed("UpdateTimeToLive")(&e))?;
+            .map_err(|e| failed("UpdateTimeToLive", &e))?;
         let updated = client
             .update_time_to_live()
             .table_name(&table.name)
@@ -177,7 +174,7 @@ pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<()
                     attribute = %attribute,
                     "the local DynamoDB does not expire items (no TTL); readers filter them"
                 ),
-                _ => return Err(failed("UpdateTimeToLive")(&e)),
+                _ => return Err(failed("UpdateTimeToLive", &e)),
             }
         }
     }
