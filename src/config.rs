@@ -13,6 +13,7 @@ use appsync_client::realtime_url_for;
 
 use crate::coalesce::Strategy;
 use crate::limits::{CHUNK_BYTES_RANGE, MAX_HOLD_MS_RANGE, MAX_TOKENS};
+use crate::store::HistoryBudget;
 
 /// Model used when a prompt names none and `BEDROCK_MODEL_ID` is unset.
 pub(crate) const DEFAULT_MODEL_ID: &str = "anthropic.claude-3-haiku-20240307-v1:0";
@@ -23,6 +24,17 @@ pub(crate) const DEFAULT_MAX_CHUNK_BYTES: usize = 16 * 1024;
 /// How long pending text may wait behind a slow publish before a second one
 /// starts, when `MAX_HOLD_MS` is unset.
 pub(crate) const DEFAULT_MAX_HOLD: Duration = Duration::from_millis(1000);
+
+/// How much history goes with a prompt when `HISTORY_MAX_*` are unset: the
+/// last 20 messages (10 turns) within 24,000 characters (about 6,000 tokens).
+pub(crate) const DEFAULT_HISTORY: HistoryBudget = HistoryBudget {
+    max_messages: 20,
+    max_chars: 24_000,
+};
+/// Allowed `HISTORY_MAX_MESSAGES`.
+pub(crate) const HISTORY_MESSAGES_RANGE: std::ops::RangeInclusive<usize> = 0..=200;
+/// Allowed `HISTORY_MAX_CHARS`.
+pub(crate) const HISTORY_CHARS_RANGE: std::ops::RangeInclusive<usize> = 0..=400_000;
 
 /// Why the environment could not be turned into a [`Config`].
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -76,6 +88,12 @@ pub struct Config {
     /// repeated event streams nothing in any execution environment. Unset
     /// (or empty): no table, and only the in-process record guards repeats.
     pub conversations_table: Option<String>,
+    /// `HISTORY_MAX_MESSAGES` (0 to [`HISTORY_MESSAGES_RANGE`]'s end, default
+    /// [`DEFAULT_HISTORY`]'s) and `HISTORY_MAX_CHARS` (0 to
+    /// [`HISTORY_CHARS_RANGE`]'s end): how much of the conversation's earlier
+    /// messages goes to the model with a prompt, when there is a
+    /// conversations table. 0 sends none.
+    pub history: HistoryBudget,
 }
 
 impl Config {
@@ -175,6 +193,18 @@ impl Config {
             strategy,
             appsync_realtime_url,
             conversations_table: get("CONVERSATIONS_TABLE").filter(|t| !t.trim().is_empty()),
+            history: HistoryBudget {
+                max_messages: match get("HISTORY_MAX_MESSAGES") {
+                    None => DEFAULT_HISTORY.max_messages,
+                    Some(raw) => {
+                        parse_in_range("HISTORY_MAX_MESSAGES", raw, HISTORY_MESSAGES_RANGE)?
+                    }
+                },
+                max_chars: match get("HISTORY_MAX_CHARS") {
+                    None => DEFAULT_HISTORY.max_chars,
+                    Some(raw) => parse_in_range("HISTORY_MAX_CHARS", raw, HISTORY_CHARS_RANGE)?,
+                },
+            },
         })
     }
 }

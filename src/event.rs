@@ -484,6 +484,7 @@ mod tests {
             strategy: crate::coalesce::Strategy::Adaptive,
             appsync_realtime_url: "ws://127.0.0.1:4000/graphql/realtime".into(),
             conversations_table: None,
+            history: crate::config::DEFAULT_HISTORY,
         }
     }
 

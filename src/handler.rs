@@ -11,18 +11,19 @@
 
 use std::time::{Duration, SystemTime};
 
+use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::chunk::{Ending, Failure, terminal_chunk};
-use crate::event::{AppSyncEvent, Rejection, TurnIds, TurnRequest};
+use crate::event::{AppSyncEvent, Rejection, TurnRequest};
 use crate::metrics::TurnMetrics;
 use crate::model::{self, ModelRequest, spawn_model_reader};
-use crate::sink::ChunkSink;
 use crate::sink::appsync::Publisher;
+use crate::sink::{ChunkSink, Recorded};
 use crate::state::State;
-use crate::store::Claim;
+use crate::store::{AnswerEnd, Claim, HistoryMessage, TurnRecord};
 use crate::turn::{TurnContext, TurnError, TurnOutcome, drive};
 use crate::vocabulary::{ErrorType, StopReason};
 
@@ -76,81 +77,147 @@ pub(crate) async fn handle_event(
         turnId = %request.ids.turn_id,
         conversationId = %request.ids.conversation_id
     );
-    let store_errors = match claim_turn(state, &request.ids)
+    let started_at = Utc::now();
+    let (history, store_errors) = match begin_turn(state, &request, started_at)
         .instrument(span.clone())
         .await
     {
         Delivery::Repeated => return Ok(TurnOutcome::duplicate(&request.ids)),
-        Delivery::First { store_errors } => store_errors,
+        Delivery::First {
+            history,
+            store_errors,
+        } => (history, store_errors),
     };
-    run_turn(state, &ctx, &request, request_id, store_errors)
+    let turn = Turn {
+        request: &request,
+        history,
+        started_at,
+        store_errors,
+    };
+    run_turn(state, &ctx, turn, request_id)
         .instrument(span)
         .await
 }
 
 /// Whether a delivery of a turn's event is its first.
 enum Delivery {
-    /// Stream the turn. `store_errors` is 1 when the store could not answer
-    /// (the turn streams anyway, guarded by the in-process record only).
+    /// Stream the turn, with the conversation's earlier messages.
     First {
-        /// Store calls that failed, for the `StoreErrors` metric.
+        /// What the model gets before the prompt (empty without a store).
+        history: Vec<HistoryMessage>,
+        /// Store calls that failed (the turn streams anyway, guarded by the
+        /// in-process record only, without history).
         store_errors: u64,
     },
     /// The turn was started before: stream nothing.
     Repeated,
 }
 
-/// Claims turn `ids`: first in this execution environment's record, then in
-/// the conversations table, whose conditional write catches a repeat that
-/// lands in another environment. A store that cannot answer never stops the
-/// turn: a warning and the `StoreErrors` metric say so.
-async fn claim_turn(state: &State, ids: &TurnIds) -> Delivery {
+/// Claims turn `request` and loads its history, both at once: first in this
+/// execution environment's record, then in the conversations table, whose
+/// conditional write catches a repeat that lands in another environment. A
+/// store that cannot answer never stops the turn: a warning and the
+/// `StoreErrors` metric say so, and the turn streams without history.
+async fn begin_turn(state: &State, request: &TurnRequest, started_at: DateTime<Utc>) -> Delivery {
+    let ids = &request.ids;
     if !state.start_turn(ids) {
         info!("repeated delivery of a turn already started here; not streaming it again");
         return Delivery::Repeated;
     }
     let Some(store) = &state.store else {
-        return Delivery::First { store_errors: 0 };
+        return Delivery::First {
+            history: Vec::new(),
+            store_errors: 0,
+        };
     };
-    match store.claim(ids, SystemTime::now()).await {
-        Ok(Claim::First) => Delivery::First { store_errors: 0 },
+    // Boxed: the SDK's futures nest deeply enough to exceed the compiler's
+    // layout recursion limit in the binary's async main.
+    let (claim, history) = tokio::join!(
+        Box::pin(store.claim(ids, started_at)),
+        Box::pin(store.history(ids, state.config.history))
+    );
+    let mut store_errors = 0;
+    match claim {
+        Ok(Claim::First) => {}
         Ok(Claim::Repeated) => {
             info!(
                 "repeated delivery of a turn claimed in another execution environment; not streaming it again"
             );
-            Delivery::Repeated
+            return Delivery::Repeated;
         }
         Err(error) => {
             warn!(%error, "conversation store unavailable; streaming without the turn's claim");
-            Delivery::First { store_errors: 1 }
+            store_errors += 1;
         }
+    }
+    let history = history.unwrap_or_else(|error| {
+        warn!(%error, "conversation store unavailable; streaming without the conversation's history");
+        store_errors += 1;
+        Vec::new()
+    });
+    Delivery::First {
+        history,
+        store_errors,
     }
 }
 
-/// One validated, first-seen turn: model, cancel watch, driver, metrics.
+/// A validated, first-seen turn, ready to run.
+struct Turn<'a> {
+    request: &'a TurnRequest,
+    history: Vec<HistoryMessage>,
+    started_at: DateTime<Utc>,
+    store_errors: u64,
+}
+
+/// One turn: model, cancel watch, driver (with the turn's record beside the
+/// publisher when there is a store), the record's end, metrics.
 async fn run_turn(
     state: &State,
     ctx: &TurnContext<'_, Publisher>,
-    request: &TurnRequest,
+    turn: Turn<'_>,
     request_id: &str,
-    store_errors: u64,
 ) -> Result<TurnOutcome, TurnError> {
+    let request = turn.request;
     info!(
         model_id = %request.model_id,
         max_tokens = request.max_tokens,
         prompt_chars = request.prompt.chars().count(),
+        history_messages = turn.history.len(),
         strategy = %ctx.strategy,
         "turn started"
     );
+    let record = state
+        .store
+        .as_ref()
+        .map(|store| TurnRecord::begin(store, &request.ids, turn.started_at, &request.prompt));
+    let sink = Recorded {
+        inner: ctx.sink,
+        record: record.as_ref(),
+    };
+    let recorded_ctx = TurnContext {
+        sink: &sink,
+        strategy: ctx.strategy,
+        max_chunk_bytes: ctx.max_chunk_bytes,
+        max_hold: ctx.max_hold,
+        deadline: ctx.deadline,
+        started: ctx.started,
+    };
     let events = spawn_model_reader(
         state.bedrock.clone(),
-        model_request(request),
+        model_request(request, turn.history),
         model::REOPEN_RETRY,
     );
     let mut watch = state.cancel.watch(&request.ids);
-    let mut report = drive(ctx, &request.ids, events, watch.cancelled()).await;
+    let mut report = drive(&recorded_ctx, &request.ids, events, watch.cancelled()).await;
     watch.stop().await;
-    report.stats.store_errors = store_errors;
+    report.stats.store_errors = turn.store_errors;
+    if let Some(record) = record {
+        let written =
+            Box::pin(record.finish(&request.model_id, fallback_end(&report.result))).await;
+        report.stats.store_errors += written.errors;
+        report.stats.store_writes = Some(written.chunks.writes);
+        report.stats.store_bytes = Some(written.chunks.bytes);
+    }
 
     let stop_reason = match &report.result {
         Ok(o) => o.stop_reason.clone(),
@@ -179,11 +246,26 @@ async fn run_turn(
     report.result
 }
 
-/// The Bedrock request of a validated turn.
-pub(crate) fn model_request(request: &TurnRequest) -> ModelRequest {
+/// How a turn ended, for its stored answer, when its terminal chunk could not
+/// be published (and so was not recorded).
+fn fallback_end(result: &Result<TurnOutcome, TurnError>) -> AnswerEnd {
+    let (stop_reason, error_type) = match result {
+        Ok(o) => (o.stop_reason.as_str().to_owned(), o.error_type),
+        Err(e) => (StopReason::Error.as_str().to_owned(), Some(e.error_type())),
+    };
+    AnswerEnd {
+        stop_reason,
+        usage: None,
+        error: error_type.map(|t| Failure::of(t).chunk_error()),
+    }
+}
+
+/// The Bedrock request of a validated turn, after its `history`.
+pub(crate) fn model_request(request: &TurnRequest, history: Vec<HistoryMessage>) -> ModelRequest {
     ModelRequest {
         model_id: request.model_id.clone(),
         system: request.system.clone(),
+        history,
         prompt: request.prompt.clone(),
         max_tokens: request.max_tokens,
         temperature: request.temperature,

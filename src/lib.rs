@@ -34,9 +34,12 @@
 //! - `chunk`: a chunk's builders and endings; `vocabulary`: every stop reason
 //!   and error type with its wire string, user message and retryability.
 //! - `sink`: [`ChunkSink`], the one interface between the driver and where
-//!   chunks go; `sink::appsync` signs and sends `publishChunk`.
-//! - `store`: the conversations table in DynamoDB; today, the claim that
-//!   makes a turn run once whichever execution environment its event reaches.
+//!   chunks go; `sink::appsync` signs and sends `publishChunk`, and
+//!   `sink::recorded` queues each delivered chunk for the store.
+//! - `store`: the conversations table in DynamoDB: the claim that makes a
+//!   turn run once whichever execution environment its event reaches, the
+//!   history sent to the model, the turn's chunks (for recovery) and its
+//!   messages; `items` gives every key.
 //! - `cancel`: the `onCancel` listener that stops a turn.
 //! - `config`, `limits`, `metrics` (one EMF line per turn), `retry`.
 //!
@@ -83,6 +86,7 @@ pub use model::ErrorKind;
 pub use sink::appsync::{GraphQlError, PublishError, Publisher};
 pub use sink::{ChunkSink, PublishReport, SinkError};
 pub use state::{InitError, State};
+pub use store::HistoryBudget;
 pub use turn::{TurnError, TurnOutcome};
 pub use vocabulary::{ErrorType, StopReason};
 

@@ -35,6 +35,12 @@ pub(crate) struct TurnStats {
     /// Calls to the conversations table that failed (the turn went on
     /// without them).
     pub store_errors: u64,
+    /// `BatchWriteItem` calls that stored the turn's chunks; `None` without
+    /// a conversations table.
+    pub store_writes: Option<u64>,
+    /// Bytes of the chunk items stored (DynamoDB's item size rule); `None`
+    /// without a conversations table.
+    pub store_bytes: Option<u64>,
 }
 
 /// One turn's metrics record.
@@ -67,10 +73,12 @@ impl TurnMetrics<'_> {
     /// left out when the turn had no token or no accepted chunk), `Deltas`,
     /// `ChunksPublished`, `PublishRetries` (Count), `OutputTokens` (Count; left
     /// out when Bedrock reported no usage), `StoreErrors` (Count; left out
-    /// when the conversations table answered every call).
+    /// when the conversations table answered every call), `StoreWrites`
+    /// (Count) and `StoreBytes` (Bytes) of the turn's chunks (left out
+    /// without a conversations table).
     pub(crate) fn to_emf(&self, timestamp_ms: u64) -> Value {
         let s = self.stats;
-        let metrics: [(&str, &str, Option<u64>); 7] = [
+        let metrics: [(&str, &str, Option<u64>); 9] = [
             (
                 "TimeToFirstToken",
                 "Milliseconds",
@@ -90,6 +98,8 @@ impl TurnMetrics<'_> {
                 "Count",
                 Some(s.store_errors).filter(|n| *n > 0),
             ),
+            ("StoreWrites", "Count", s.store_writes),
+            ("StoreBytes", "Bytes", s.store_bytes),
         ];
         let mut root = Map::new();
         let mut definitions = Vec::new();
@@ -145,6 +155,8 @@ mod tests {
             publish_retries: 2,
             output_tokens: Some(480),
             store_errors: 0,
+            store_writes: None,
+            store_bytes: None,
         };
         let m = TurnMetrics {
             strategy: "adaptive",

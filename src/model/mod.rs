@@ -28,6 +28,7 @@ use aws_sdk_bedrockruntime::types::{
 use tracing::warn;
 
 use crate::retry::RetryPolicy;
+use crate::store::{HistoryMessage, Role};
 
 pub use error::ErrorKind;
 pub(crate) use error::{ModelError, before_stream_error, mid_stream_error};
@@ -92,7 +93,10 @@ pub(crate) struct ModelRequest {
     pub model_id: String,
     /// System prompt (`system[0].text`), if any.
     pub system: Option<String>,
-    /// The user's message (`messages[0]`, role `user`).
+    /// The conversation's earlier messages, oldest first, starting with a
+    /// `user` message and alternating ([`crate::store::HistoryMessage`]).
+    pub history: Vec<HistoryMessage>,
+    /// The user's message (the last of `messages`, role `user`).
     pub prompt: String,
     /// `inferenceConfig.maxTokens`.
     pub max_tokens: i32,
@@ -123,6 +127,30 @@ pub(crate) fn translate(event: ConverseStreamOutput) -> Option<ModelEvent> {
     }
 }
 
+/// Converse `messages` for `request`: its history, then its prompt.
+fn converse_messages(request: &ModelRequest) -> Result<Vec<Message>, ModelError> {
+    let history = request.history.iter().map(|m| {
+        let role = match m.role {
+            Role::User => ConversationRole::User,
+            Role::Assistant => ConversationRole::Assistant,
+        };
+        (role, m.text.clone())
+    });
+    history
+        .chain([(ConversationRole::User, request.prompt.clone())])
+        .map(|(role, text)| {
+            Message::builder()
+                .role(role)
+                .content(ContentBlock::Text(text))
+                .build()
+                .map_err(|e| ModelError::BeforeStream {
+                    kind: ErrorKind::Other,
+                    detail: e.to_string(),
+                })
+        })
+        .collect()
+}
+
 /// An open ConverseStream.
 #[derive(Debug)]
 pub(crate) struct ModelStream {
@@ -130,20 +158,14 @@ pub(crate) struct ModelStream {
 }
 
 impl ModelStream {
-    /// Starts a ConverseStream: `messages` = `[{role: user, content: [{text: prompt}]}]`,
-    /// `system` = `[{text}]` when given, `inferenceConfig` = `{maxTokens, temperature?}`.
+    /// Starts a ConverseStream: `messages` = the history, then
+    /// `{role: user, content: [{text: prompt}]}`; `system` = `[{text}]` when
+    /// given, `inferenceConfig` = `{maxTokens, temperature?}`.
     ///
     /// # Errors
     /// [`ModelError::BeforeStream`] when Bedrock answers with an error or cannot be reached.
     pub(crate) async fn open(client: &Client, request: &ModelRequest) -> Result<Self, ModelError> {
-        let message = Message::builder()
-            .role(ConversationRole::User)
-            .content(ContentBlock::Text(request.prompt.clone()))
-            .build()
-            .map_err(|e| ModelError::BeforeStream {
-                kind: ErrorKind::Other,
-                detail: e.to_string(),
-            })?;
+        let messages = converse_messages(request)?;
         let mut inference = InferenceConfiguration::builder().max_tokens(request.max_tokens);
         if let Some(t) = request.temperature {
             inference = inference.temperature(t);
@@ -151,7 +173,7 @@ impl ModelStream {
         let mut call = client
             .converse_stream()
             .model_id(&request.model_id)
-            .messages(message)
+            .set_messages(Some(messages))
             .inference_config(inference.build());
         if let Some(system) = &request.system {
             call = call.system(SystemContentBlock::Text(system.clone()));

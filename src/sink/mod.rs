@@ -6,9 +6,11 @@
 //! sink delivers one chunk, with whatever retries its transport needs, and
 //! reports how it went. The driver never learns what is behind it. The
 //! AppSync publisher ([`appsync::Publisher`], SigV4-signed `publishChunk`) is
-//! the sink today; storage and other transports plug in here.
+//! the sink today; [`Recorded`] puts the turn's record beside it, and other
+//! transports plug in here.
 
 pub(crate) mod appsync;
+mod recorded;
 
 use std::future::Future;
 
@@ -42,6 +44,8 @@ pub trait ChunkSink: Sync {
     /// Delivers one chunk, retries included, and reports how it went.
     fn publish(&self, chunk: &Chunk) -> impl Future<Output = PublishReport> + Send;
 }
+
+pub(crate) use recorded::Recorded;
 
 #[cfg(test)]
 pub(crate) mod testing;

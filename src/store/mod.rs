@@ -1,6 +1,8 @@
-//! Place in the data path: handler -> **store** -> model. The conversations
-//! table in DynamoDB, as far as the resolver uses it today: the claim that
-//! makes a turn run once in whatever execution environment its event lands.
+//! Place in the data path: handler -> **store** -> model, and turn driver ->
+//! sinks -> **store**. The conversations table in DynamoDB: the claim that
+//! makes a turn run once in whatever execution environment its event lands,
+//! the history sent to the model, the turn's chunks for recovery, and the
+//! messages a client lists. Items and keys: [`items`].
 //!
 //! Lambda delivers an asynchronous event at least once
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html>); a
@@ -11,32 +13,45 @@
 //! <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html>);
 //! the first delivery's write succeeds and every repeat's is refused.
 //!
-//! Keys begin with the owner's Cognito `sub`: `pk = "{sub}#{conversationId}"`
-//! (a conversation id has no `#`, so the last `#` splits it unambiguously),
-//! `sk = "TURN#{turnId}"`. Claims expire through TTL (`expiresAt`, epoch
-//! seconds) after [`CLAIM_TTL`], far beyond Lambda's six-hour event age.
-//!
 //! The store is never allowed to stop a turn: calls time out after
 //! [`OPERATION_TIMEOUT`], and a failure is reported to the caller, which
-//! streams anyway.
+//! streams anyway, without history or persistence.
 
-use std::time::{Duration, SystemTime};
+mod history;
+mod items;
+mod record;
+mod writer;
+
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::event::TurnIds;
 
-/// How long a turn's claim is kept.
-pub(crate) const CLAIM_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+pub use history::HistoryBudget;
+pub(crate) use history::{HistoryMessage, Role};
+pub(crate) use items::AnswerEnd;
+pub(crate) use record::TurnRecord;
+pub(crate) use writer::{ChunkWriter, WriterReport};
+
+use items::{
+    Item, answer_item, claim_item, conversation_key, conversation_partition, iso, prompt_item,
+    title_of,
+};
 
 /// Longest a store call may take, retries included, before the turn goes on
 /// without it.
 pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Times a `BatchWriteItem` is sent for the items DynamoDB left unprocessed
+/// (the first call included).
+const BATCH_ATTEMPTS: u32 = 3;
 
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,61 +101,197 @@ impl Store {
         }
     }
 
-    /// Claims turn `ids` for its owner at `now`.
+    fn error(&self, operation: &'static str, error: &impl std::error::Error) -> StoreError {
+        StoreError {
+            operation,
+            table: self.table.clone(),
+            detail: DisplayErrorContext(error).to_string(),
+        }
+    }
+
+    /// Claims turn `ids` for its owner, started at `started`.
     ///
     /// # Errors
     /// [`StoreError`] when DynamoDB cannot be reached or refuses the write
     /// for any reason but the claim's condition.
-    pub(crate) async fn claim(&self, ids: &TurnIds, now: SystemTime) -> Result<Claim, StoreError> {
-        let (pk, sk) = turn_key(ids);
-        let now_secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+    pub(crate) async fn claim(
+        &self,
+        ids: &TurnIds,
+        started: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
         let written = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(pk))
-            .item("sk", AttributeValue::S(sk))
-            .item("claimedAt", AttributeValue::N(now_secs.to_string()))
-            .item(
-                "expiresAt",
-                AttributeValue::N((now_secs + CLAIM_TTL.as_secs()).to_string()),
-            )
+            .set_item(Some(claim_item(ids, started)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
         match written {
             Ok(_) => Ok(Claim::First),
             Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(Claim::Repeated),
-            Err(e) => Err(StoreError {
-                operation: "PutItem",
-                table: self.table.clone(),
-                detail: DisplayErrorContext(&e).to_string(),
-            }),
+            Err(e) => Err(self.error("PutItem", &e)),
         }
     }
-}
 
-/// The claim's key: `("{owner}#{conversationId}", "TURN#{turnId}")`.
-pub(crate) fn turn_key(ids: &TurnIds) -> (String, String) {
-    (
-        format!("{}#{}", ids.owner, ids.conversation_id),
-        format!("TURN#{}", ids.turn_id),
-    )
+    /// The history to send with turn `ids`'s prompt: the conversation's
+    /// newest messages (one `Query`, newest first, enough for `budget`),
+    /// fitted by [`history::fit_history`].
+    ///
+    /// # Errors
+    /// [`StoreError`] when the query fails.
+    pub(crate) async fn history(
+        &self,
+        ids: &TurnIds,
+        budget: HistoryBudget,
+    ) -> Result<Vec<HistoryMessage>, StoreError> {
+        if budget.max_messages < 2 || budget.max_chars == 0 {
+            return Ok(Vec::new());
+        }
+        // A few more than the budget: unanswered turns and this turn's own
+        // prompt may be among the newest.
+        let limit = i32::try_from(budget.max_messages + 4).unwrap_or(i32::MAX);
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :msg)")
+            .expression_attribute_values(":pk", AttributeValue::S(conversation_partition(ids)))
+            .expression_attribute_values(":msg", AttributeValue::S("MSG#".into()))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| self.error("Query", &e))?;
+        let mut items = output.items.unwrap_or_default();
+        items.reverse();
+        Ok(history::fit_history(&items, &ids.turn_id, budget))
+    }
+
+    /// Writes the user's message of turn `ids` and creates or touches its
+    /// conversation (the title comes from the conversation's first prompt).
+    ///
+    /// # Errors
+    /// [`StoreError`] for the first write that fails.
+    pub(crate) async fn record_prompt(
+        &self,
+        ids: &TurnIds,
+        started: DateTime<Utc>,
+        prompt: &str,
+    ) -> Result<(), StoreError> {
+        self.put(prompt_item(ids, started, prompt)).await?;
+        self.touch_conversation(ids, started, Some(&title_of(prompt)))
+            .await
+    }
+
+    /// Writes the assistant's message of turn `ids`, once, when it ends, and
+    /// moves its conversation's `updatedAt`.
+    ///
+    /// # Errors
+    /// [`StoreError`] for the first write that fails.
+    pub(crate) async fn record_answer(
+        &self,
+        ids: &TurnIds,
+        started: DateTime<Utc>,
+        model_id: &str,
+        text: &str,
+        end: &AnswerEnd,
+    ) -> Result<(), StoreError> {
+        let now = Utc::now();
+        self.put(answer_item(ids, started, now, model_id, text, end))
+            .await?;
+        self.touch_conversation(ids, now, None).await
+    }
+
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("PutItem", &e))
+    }
+
+    /// Sets `updatedAt` to `now`, and on the conversation's first turn its
+    /// id, `createdAt` and `title`.
+    async fn touch_conversation(
+        &self,
+        ids: &TurnIds,
+        now: DateTime<Utc>,
+        title: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(conversation_key(ids)))
+            .expression_attribute_values(":now", AttributeValue::S(iso(now)))
+            .expression_attribute_values(":id", AttributeValue::S(ids.conversation_id.clone()));
+        let expression = match title {
+            Some(title) => {
+                update = update
+                    .expression_attribute_values(":title", AttributeValue::S(title.to_owned()));
+                "SET conversationId = :id, updatedAt = :now, \
+                 createdAt = if_not_exists(createdAt, :now), title = if_not_exists(title, :title)"
+            }
+            None => {
+                "SET conversationId = :id, updatedAt = :now, createdAt = if_not_exists(createdAt, :now)"
+            }
+        };
+        update
+            .update_expression(expression)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("UpdateItem", &e))
+    }
+
+    /// Writes up to 25 items with `BatchWriteItem`, sending again whatever
+    /// DynamoDB leaves unprocessed, [`BATCH_ATTEMPTS`] times in all.
+    ///
+    /// # Errors
+    /// [`StoreError`] when a call fails or items are still unprocessed.
+    pub(crate) async fn write_items(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let mut requests = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|put| WriteRequest::builder().put_request(put).build())
+                    .map_err(|e| self.error("BatchWriteItem", &e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for attempt in 1..=BATCH_ATTEMPTS {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| self.error("BatchWriteItem", &e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut left| left.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+        }
+        Err(StoreError {
+            operation: "BatchWriteItem",
+            table: self.table.clone(),
+            detail: format!("{} items still unprocessed", requests.len()),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_begin_with_the_owner() {
-        let (pk, sk) = turn_key(&TurnIds::fixture());
-        assert_eq!(pk, "o1#c1");
-        assert_eq!(sk, "TURN#t1");
-    }
 
     #[tokio::test]
     async fn an_unreachable_store_is_an_error_not_a_wait() {
@@ -158,7 +309,7 @@ mod tests {
         let store = Store::new(&sdk, "T".into());
         let started = std::time::Instant::now();
         let error = store
-            .claim(&TurnIds::fixture(), SystemTime::now())
+            .claim(&TurnIds::fixture(), Utc::now())
             .await
             .expect_err("no store");
         assert!(error.to_string().contains("PutItem"), "{error}");

@@ -71,6 +71,7 @@ async fn start_event_stream(
 ) -> Result<Response, BedrockError> {
     let model = ModelId::resolve(model_id)?;
     let request = request::parse_converse_stream(body)?;
+    state.record_conversation(&request.messages);
     let fault = state.fault();
     if let Some(refusal) = fault.as_ref().and_then(injected_refusal) {
         return Err(refusal);

@@ -100,6 +100,14 @@ pub fn parse_converse_stream(body: &[u8]) -> Result<GenerationRequest, RequestEr
                 "A conversation must start with a user message. Try again with a conversation that starts with a user message.".into(),
             ));
         }
+        if messages
+            .last()
+            .is_some_and(|m: &ChatMessage| m.role == role)
+        {
+            return Err(RequestError::Invalid(
+                "A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.".into(),
+            ));
+        }
         let mut texts = Vec::new();
         for (j, block) in m.content.into_iter().enumerate() {
             if let Some(text) = block.text {
@@ -205,6 +213,7 @@ mod tests {
             br#"{"messages": [{"role": "bot", "content": [{"text": "x"}]}]}"#,
             br#"{"messages": [{"role": "assistant", "content": [{"text": "x"}]}]}"#,
             br#"{"messages": [{"role": "user", "content": [{"text": "  "}]}]}"#,
+            br#"{"messages": [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"text": "b"}]}]}"#,
             br#"{"messages": [{"role": "user", "content": "hello"}]}"#,
             br#"{"messages": [{"role": "user", "content": [{"text": "x"}]}], "inferenceConfig": {"maxTokens": 0}}"#,
             br#"{"messages": [{"role": "user", "content": [{"text": "x"}]}], "inferenceConfig": {"temperature": 1.5}}"#,

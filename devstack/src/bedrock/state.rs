@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::error::BedrockError;
-use super::model::{ActiveCounter, Generation, GenerationRequest, ModelId};
+use super::model::{ActiveCounter, ChatMessage, Generation, GenerationRequest, ModelId};
 use super::scripted::{self, Emission, Emissions, ScriptedOptions};
 use super::smollm2::{self, SmolLm2Slot, StartError};
 use super::stream::Fault;
@@ -49,6 +49,9 @@ impl Default for BedrockConfig {
     }
 }
 
+/// How many requests' `messages` [`BedrockState::conversations`] keeps.
+pub(super) const KEPT_CONVERSATIONS: usize = 64;
+
 struct Inner {
     config: BedrockConfig,
     smollm2: SmolLm2Slot,
@@ -56,6 +59,7 @@ struct Inner {
     fault: Mutex<Option<Fault>>,
     requests: AtomicU64,
     emissions: Emissions,
+    conversations: Mutex<Vec<Vec<ChatMessage>>>,
 }
 
 /// Shared state of the Bedrock stand-in: configuration, the lazily loaded
@@ -85,6 +89,7 @@ impl BedrockState {
                 fault,
                 requests: AtomicU64::new(0),
                 emissions: Emissions::default(),
+                conversations: Mutex::new(Vec::new()),
                 config,
             }),
         }
@@ -136,6 +141,30 @@ impl BedrockState {
     /// see that the SDK retried a throttled call).
     pub fn requests_served(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// The `messages` of the latest valid ConverseStream requests (at most
+    /// [`KEPT_CONVERSATIONS`]), in arrival order: what each model call was
+    /// given, history included.
+    pub fn conversations(&self) -> Vec<Vec<ChatMessage>> {
+        self.inner
+            .conversations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Remembers a valid request's `messages` (see [`Self::conversations`]).
+    pub(super) fn record_conversation(&self, messages: &[ChatMessage]) {
+        let mut kept = self
+            .inner
+            .conversations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT_CONVERSATIONS {
+            kept.remove(0);
+        }
+        kept.push(messages.to_vec());
     }
 
     /// Sets (or clears) the fault injected into every following request.

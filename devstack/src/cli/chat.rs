@@ -1,7 +1,9 @@
 //! `devstack chat "PROMPT"`: the whole path in one command. Starts a stack
 //! in-process, subscribes as the user over the real WebSocket, sends
 //! `sendPrompt` over HTTP with the user's JWT, prints the answer as chunks
-//! arrive, then one stats line on stderr.
+//! arrive, then one stats line on stderr. With `--conversation ID` it
+//! continues a conversation kept in the local DynamoDB (the state directory),
+//! so the model sees its earlier turns.
 //!
 //! Place in the data path: both ends of it; **this command** (client)
 //! --sendPrompt--> AppSync -> Lambda (resolver) -> Bedrock -> resolver
@@ -37,6 +39,10 @@ pub(super) struct ChatArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Continue this conversation (its earlier turns go to the model as
+    /// history); a new one when absent. The stats line names it.
+    #[arg(long)]
+    conversation: Option<String>,
 }
 
 /// Starts a one-worker stack on a free port, runs the chat, and stops the
@@ -65,7 +71,10 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
         .with_context(|| format!("could not load the model `{}`", args.model))?;
     let token = stack.token(&args.user);
     let client = stack.connect_as(&token).await?;
-    let conversation_id = format!("chat-{}", uuid::Uuid::new_v4().simple());
+    let conversation_id = args
+        .conversation
+        .clone()
+        .unwrap_or_else(|| format!("chat-{}", uuid::Uuid::new_v4().simple()));
     let turn_id = uuid::Uuid::new_v4().to_string();
     let mut subscription = client
         .subscribe(ON_CHUNK, json!({"conversationId": conversation_id}))
@@ -115,7 +124,9 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     }
     println!();
     let last = assembler.finished().cloned().context("no terminal chunk")?;
-    report(&last, first_chunk, chunks, started.elapsed())
+    report(&last, first_chunk, chunks, started.elapsed())?;
+    eprintln!("continue this conversation with --conversation {conversation_id}");
+    Ok(())
 }
 
 /// The stats line on stderr; an error if the turn ended with one.
