@@ -102,6 +102,7 @@ struct Inner {
     /// Extra copies of each asynchronous event to deliver (Lambda delivers at least once).
     duplicates: std::sync::atomic::AtomicUsize,
     outcomes: broadcast::Sender<InvocationOutcome>,
+    metrics: broadcast::Sender<Value>,
     children: Mutex<Vec<Child>>,
     /// When the workers were spawned, and when the first `next` arrived.
     init: std::sync::Mutex<(Option<std::time::Instant>, Option<std::time::Instant>)>,
@@ -112,6 +113,7 @@ impl LambdaService {
     pub fn new(config: LambdaConfig) -> Self {
         let (queue, next) = mpsc::unbounded_channel();
         let (outcomes, _) = broadcast::channel(1024);
+        let (metrics, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -119,6 +121,7 @@ impl LambdaService {
                 next: Mutex::new(next),
                 in_flight: Mutex::new(HashMap::new()),
                 outcomes,
+                metrics,
                 children: Mutex::new(Vec::new()),
                 init: std::sync::Mutex::new((None, None)),
                 duplicates: std::sync::atomic::AtomicUsize::new(0),
@@ -187,6 +190,12 @@ impl LambdaService {
         self.inner.outcomes.subscribe()
     }
 
+    /// The function's embedded-metric-format records (one JSON object per
+    /// line of its output carrying `_aws`), from now on.
+    pub fn metrics(&self) -> broadcast::Receiver<Value> {
+        self.inner.metrics.subscribe()
+    }
+
     /// Starts the worker processes against the Runtime API at `runtime_api`
     /// (`host:port`, Lambda's `AWS_LAMBDA_RUNTIME_API`).
     ///
@@ -211,7 +220,7 @@ impl LambdaService {
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
             let mut child = command.spawn()?;
-            forward_logs(&mut child, n);
+            forward_logs(&mut child, n, &self.inner.metrics);
             children.push(child);
         }
         Ok(())
@@ -326,19 +335,32 @@ fn function_arn(function_name: &str) -> String {
 }
 
 /// A worker's stdout and stderr become the function's log, line by line.
-fn forward_logs(child: &mut Child, worker: usize) {
+/// Embedded-metric-format lines among them are also sent to `metrics`, as
+/// CloudWatch Logs extracts them
+/// (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>).
+fn forward_logs(child: &mut Child, worker: usize, metrics: &broadcast::Sender<Value>) {
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(out, worker));
+        tokio::spawn(forward_lines(out, worker, metrics.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(err, worker));
+        tokio::spawn(forward_lines(err, worker, metrics.clone()));
     }
 }
 
-async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, worker: usize) {
+async fn forward_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    worker: usize,
+    metrics: broadcast::Sender<Value>,
+) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "lambda", worker, "{line}");
+        if line.starts_with('{')
+            && let Ok(record) = serde_json::from_str::<Value>(&line)
+            && record.get("_aws").is_some()
+        {
+            let _ = metrics.send(record);
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! times from a real-time subscriber in the same process (one clock).
 
 pub mod measure;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -169,11 +170,11 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(&str)) -> anyhow::Resul
 }
 
 /// What one measured turn gave.
-struct TurnSample {
+pub(crate) struct TurnSample {
     publishes: u64,
     bytes: u64,
     first_text: Duration,
-    delays: Vec<Duration>,
+    pub(crate) delays: Vec<Duration>,
     cost: f64,
 }
 
@@ -240,7 +241,7 @@ async fn measure_turns(stack: &Stack, config: &BenchConfig) -> anyhow::Result<Ve
 
 /// Subscribes, sends the prompt, and collects every chunk of the turn with
 /// its arrival time (waiting for any missing `seq` after the terminal chunk).
-async fn one_turn(
+pub(crate) async fn one_turn(
     stack: &Stack,
     client: &RealtimeClient,
     token: &str,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::bench::store::run_store;
 use crate::bench::{BenchConfig, Report, STRATEGIES, run};
 use crate::lambda::FunctionCommand;
 
@@ -34,6 +35,10 @@ pub(super) struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Instead of the strategies: the conversations table's cost, the same
+    /// turns (500 and 2,000 tokens, 0 ms round trip) without and with it.
+    #[arg(long)]
+    store: bool,
 }
 
 /// Runs the bench with `args` against the resolver binary, then prints the
@@ -60,6 +65,9 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         tokens: args.tokens,
         turns: args.turns.max(1),
     };
+    if args.store {
+        return run_store_bench(&config, args.json).await;
+    }
     let report = run(&config, |step| eprintln!("bench: {step}")).await?;
     if args.json {
         println!(
@@ -68,6 +76,45 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         );
     } else {
         print_table(&report);
+    }
+    Ok(())
+}
+
+/// `--store`: the store comparison, on a local DynamoDB in a fresh
+/// temporary directory.
+async fn run_store_bench(config: &BenchConfig, json: bool) -> anyhow::Result<()> {
+    let mut dynamodb = super::dynamodb_config(None)?;
+    dynamodb.data_dir =
+        std::env::temp_dir().join(format!("devstack-bench-{}", uuid::Uuid::new_v4()));
+    let results = run_store(config, &dynamodb, |step| eprintln!("bench: {step}")).await;
+    let _ = std::fs::remove_dir_all(&dynamodb.data_dir);
+    let results = results?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).context("report")?
+        );
+        return Ok(());
+    }
+    println!(
+        "{} measured turn(s) each, adaptive strategy, recorded stream shape, 0 ms publish round trip\n",
+        config.turns
+    );
+    println!(
+        "{:>7} {:>6} {:>9} {:>9} {:>14} {:>14}",
+        "tokens", "store", "p50 ms", "p99 ms", "writes/turn", "bytes/turn"
+    );
+    let or_dash = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    for r in &results {
+        println!(
+            "{:>7} {:>6} {:>9.1} {:>9.1} {:>14} {:>14}",
+            r.tokens,
+            if r.store { "on" } else { "off" },
+            r.delay_p50_ms,
+            r.delay_p99_ms,
+            or_dash(r.writes_per_turn),
+            or_dash(r.bytes_per_turn),
+        );
     }
     Ok(())
 }
