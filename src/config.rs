@@ -31,6 +31,12 @@ pub(crate) const DEFAULT_HISTORY: HistoryBudget = HistoryBudget {
     max_messages: 20,
     max_chars: 24_000,
 };
+/// A claim's lease when `CLAIM_LEASE_SECONDS` is unset: renewed every 10 s,
+/// so a dead environment is noticed within 30 s (Lambda's first retry comes
+/// about a minute after the failure).
+pub(crate) const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// Allowed `CLAIM_LEASE_SECONDS`.
+pub(crate) const CLAIM_LEASE_RANGE: std::ops::RangeInclusive<u64> = 1..=900;
 /// Allowed `HISTORY_MAX_MESSAGES`.
 pub(crate) const HISTORY_MESSAGES_RANGE: std::ops::RangeInclusive<usize> = 0..=200;
 /// Allowed `HISTORY_MAX_CHARS`.
@@ -94,6 +100,12 @@ pub struct Config {
     /// messages goes to the model with a prompt, when there is a
     /// conversations table. 0 sends none.
     pub history: HistoryBudget,
+    /// `CLAIM_LEASE_SECONDS` (within [`CLAIM_LEASE_RANGE`], default
+    /// [`DEFAULT_CLAIM_LEASE`]): how long a turn's claim holds without being
+    /// renewed. A repeated event waits while the lease holds; once it has run
+    /// out unrenewed, the environment that streamed the turn is taken for
+    /// dead and the repeat ends the turn as `Interrupted`.
+    pub claim_lease: Duration,
 }
 
 impl Config {
@@ -204,6 +216,14 @@ impl Config {
                     None => DEFAULT_HISTORY.max_chars,
                     Some(raw) => parse_in_range("HISTORY_MAX_CHARS", raw, HISTORY_CHARS_RANGE)?,
                 },
+            },
+            claim_lease: match get("CLAIM_LEASE_SECONDS") {
+                None => DEFAULT_CLAIM_LEASE,
+                Some(raw) => Duration::from_secs(parse_in_range(
+                    "CLAIM_LEASE_SECONDS",
+                    raw,
+                    CLAIM_LEASE_RANGE,
+                )?),
             },
         })
     }

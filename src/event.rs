@@ -485,6 +485,7 @@ mod tests {
             appsync_realtime_url: "ws://127.0.0.1:4000/graphql/realtime".into(),
             conversations_table: None,
             history: crate::config::DEFAULT_HISTORY,
+            claim_lease: crate::config::DEFAULT_CLAIM_LEASE,
         }
     }
 

@@ -20,10 +20,11 @@ use crate::chunk::{Ending, Failure, terminal_chunk};
 use crate::event::{AppSyncEvent, Rejection, TurnRequest};
 use crate::metrics::TurnMetrics;
 use crate::model::{self, ModelRequest, spawn_model_reader};
+use crate::repeat;
 use crate::sink::appsync::Publisher;
 use crate::sink::{ChunkSink, Recorded};
 use crate::state::State;
-use crate::store::{AnswerEnd, Claim, HistoryMessage, TurnRecord};
+use crate::store::{AnswerEnd, Claim, HistoryMessage, Store, TurnRecord};
 use crate::turn::{TurnContext, TurnError, TurnOutcome, drive};
 use crate::vocabulary::{ErrorType, StopReason};
 
@@ -83,6 +84,11 @@ pub(crate) async fn handle_event(
         .await
     {
         Delivery::Repeated => return Ok(TurnOutcome::duplicate(&request.ids)),
+        Delivery::ClaimedElsewhere(store) => {
+            // Boxed, as the SDK's futures nest deeply (see `begin_turn`).
+            let settled = Box::pin(repeat::settle(store, ctx.sink, &request, ctx.deadline));
+            return settled.instrument(span).await;
+        }
         Delivery::First {
             history,
             store_errors,
@@ -100,7 +106,7 @@ pub(crate) async fn handle_event(
 }
 
 /// Whether a delivery of a turn's event is its first.
-enum Delivery {
+enum Delivery<'a> {
     /// Stream the turn, with the conversation's earlier messages.
     First {
         /// What the model gets before the prompt (empty without a store).
@@ -109,8 +115,12 @@ enum Delivery {
         /// in-process record only, without history).
         store_errors: u64,
     },
-    /// The turn was started before: stream nothing.
+    /// The turn was started before in this execution environment: stream
+    /// nothing.
     Repeated,
+    /// The turn was claimed in the store by another delivery: settle it
+    /// ([`repeat::settle`]).
+    ClaimedElsewhere(&'a Store),
 }
 
 /// Claims turn `request` and loads its history, both at once: first in this
@@ -118,7 +128,11 @@ enum Delivery {
 /// conditional write catches a repeat that lands in another environment. A
 /// store that cannot answer never stops the turn: a warning and the
 /// `StoreErrors` metric say so, and the turn streams without history.
-async fn begin_turn(state: &State, request: &TurnRequest, started_at: DateTime<Utc>) -> Delivery {
+async fn begin_turn<'a>(
+    state: &'a State,
+    request: &TurnRequest,
+    started_at: DateTime<Utc>,
+) -> Delivery<'a> {
     let ids = &request.ids;
     if !state.start_turn(ids) {
         info!("repeated delivery of a turn already started here; not streaming it again");
@@ -133,7 +147,7 @@ async fn begin_turn(state: &State, request: &TurnRequest, started_at: DateTime<U
     // Boxed: the SDK's futures nest deeply enough to exceed the compiler's
     // layout recursion limit in the binary's async main.
     let (claim, history) = tokio::join!(
-        Box::pin(store.claim(ids, started_at)),
+        Box::pin(store.claim(ids, started_at, state.config.claim_lease)),
         Box::pin(store.history(ids, state.config.history))
     );
     let mut store_errors = 0;
@@ -141,9 +155,9 @@ async fn begin_turn(state: &State, request: &TurnRequest, started_at: DateTime<U
         Ok(Claim::First) => {}
         Ok(Claim::Repeated) => {
             info!(
-                "repeated delivery of a turn claimed in another execution environment; not streaming it again"
+                "repeated delivery of a turn claimed by another delivery; not streaming it again"
             );
-            return Delivery::Repeated;
+            return Delivery::ClaimedElsewhere(store);
         }
         Err(error) => {
             warn!(%error, "conversation store unavailable; streaming without the turn's claim");
@@ -186,10 +200,10 @@ async fn run_turn(
         strategy = %ctx.strategy,
         "turn started"
     );
-    let record = state
-        .store
-        .as_ref()
-        .map(|store| TurnRecord::begin(store, &request.ids, turn.started_at, &request.prompt));
+    let record = state.store.as_ref().map(|store| {
+        let lease = state.config.claim_lease;
+        TurnRecord::begin(store, &request.ids, turn.started_at, &request.prompt, lease)
+    });
     let sink = Recorded {
         inner: ctx.sink,
         record: record.as_ref(),

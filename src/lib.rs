@@ -40,6 +40,8 @@
 //!   turn run once whichever execution environment its event reaches, the
 //!   history sent to the model, the turn's chunks (for recovery) and its
 //!   messages; `items` gives every key.
+//! - `repeat`: a repeated delivery of a claimed turn: wait for it, or end it
+//!   as `Interrupted` when its execution environment died.
 //! - `cancel`: the `onCancel` listener that stops a turn.
 //! - `config`, `limits`, `metrics` (one EMF line per turn), `retry`.
 //!
@@ -63,6 +65,7 @@ mod idempotency;
 mod limits;
 mod metrics;
 mod model;
+mod repeat;
 mod retry;
 mod sink;
 mod state;

@@ -81,6 +81,10 @@ pub enum ErrorType {
     /// `InternalError`: the resolver itself went wrong (a state the driver
     /// should never reach).
     Internal,
+    /// `Interrupted`: the execution environment streaming the turn died (out
+    /// of memory, killed at its timeout); Lambda's retry of the event ended
+    /// the turn.
+    Interrupted,
     /// The model call failed; the wire string is Bedrock's exception name
     /// where there is one.
     Model(ErrorKind),
@@ -95,6 +99,7 @@ impl ErrorType {
             ErrorType::InvalidEvent => "InvalidEvent",
             ErrorType::Delivery => "DeliveryError",
             ErrorType::Internal => "InternalError",
+            ErrorType::Interrupted => "Interrupted",
             ErrorType::Model(kind) => kind.error_type(),
         }
     }
@@ -103,7 +108,7 @@ impl ErrorType {
     pub fn retryable(self) -> bool {
         match self {
             ErrorType::Validation | ErrorType::Unauthorized | ErrorType::InvalidEvent => false,
-            ErrorType::Delivery | ErrorType::Internal => true,
+            ErrorType::Delivery | ErrorType::Internal | ErrorType::Interrupted => true,
             ErrorType::Model(kind) => kind.retryable(),
         }
     }
@@ -120,6 +125,7 @@ impl ErrorType {
             ErrorType::InvalidEvent => "The request could not be read.",
             ErrorType::Delivery => "Part of the answer could not be delivered. Please try again.",
             ErrorType::Internal => "Something went wrong while generating the answer.",
+            ErrorType::Interrupted => "The answer was interrupted. Please try again.",
             ErrorType::Model(kind) => kind.user_message(),
         }
     }

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use devstack::Stack;
 use devstack::bedrock::model::{ChatMessage, Role};
-use devstack::bedrock::scripted_answer;
+use devstack::bedrock::{Fault, scripted_answer};
 use serde_json::json;
 
 type Item = std::collections::HashMap<String, AttributeValue>;
@@ -262,4 +262,64 @@ async fn a_store_outage_streams_without_history() {
     assert_eq!(text_of(&second), scripted_answer(SECOND, Some(20)).0);
     assert_eq!(stack.bedrock.conversations()[1], [said(Role::User, SECOND)]);
     stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_turn_is_ended_by_the_retry_as_interrupted() {
+    let data = data_dir("killed");
+    let stack = stack_with(resolver(), |c| {
+        // One environment: the retry lands in its replacement.
+        c.workers = 1;
+        c.bedrock.scripted_tokens_per_second = 400.0;
+        c.bedrock.fault = Some(Fault::Stall { after_deltas: 8 });
+        c.dynamodb = Some(dynamodb_config(&data));
+        c.function_environment
+            .push(("CLAIM_LEASE_SECONDS".into(), "2".into()));
+    })
+    .await;
+    let token = stack.token("alice");
+    let client = connect(&stack, &token).await;
+    let mut subscription = subscribe(&client, "conv-k").await;
+    send_prompt(&stack, &token, "conv-k", "turn-k", FIRST, Some(100)).await;
+    let until = tokio::time::Instant::now() + TURN_TIMEOUT;
+    let mut chunks = vec![next_chunk(&mut subscription, until).await];
+    // The model stalls after 8 deltas: let every chunk before it be
+    // published and stored, then kill the environment.
+    let quiet = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    while let Ok(Some(Ok(payload))) = tokio::time::timeout_at(quiet, subscription.next()).await {
+        chunks.extend(appsync_client::chunk_from_payload(&payload));
+    }
+    let pid = stack.lambda.worker_pids().await[0];
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    while !chunks.last().is_some_and(|c| c.done) {
+        chunks.push(next_chunk(&mut subscription, until).await);
+    }
+    let seqs: Vec<i64> = chunks.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        seqs,
+        (0..chunks.len() as i64).collect::<Vec<_>>(),
+        "seq contiguous"
+    );
+    let last = chunks.last().expect("a terminal chunk");
+    let error = last.error.as_ref().expect("an error");
+    assert_eq!(error.error_type, "Interrupted");
+    assert!(error.retryable);
+    assert_eq!(last.stop_reason.as_deref(), Some("error"));
+    let text = text_of(&chunks);
+    assert!(!text.is_empty());
+    assert!(scripted_answer(FIRST, Some(100)).0.starts_with(&text));
+    let extra = tokio::time::timeout(std::time::Duration::from_secs(3), subscription.next()).await;
+    assert!(extra.is_err(), "one terminal chunk only: {extra:?}");
+
+    let messages = items(&stack, "conv-k", "MSG#").await;
+    let answer = messages.last().expect("the answer");
+    assert_eq!(s(answer, "role"), "assistant");
+    assert_eq!(s(answer, "text"), text);
+    stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -78,30 +78,58 @@ fn template_resources(template: &str) -> Vec<(String, Vec<&str>)> {
     out
 }
 
-/// The template's AppSync resolvers as (`Type.field`, CodeS3Location, DataSourceName).
+/// The template's resources of `resource_type`, each as its logical id and a
+/// reader of its one-line properties.
+fn resources_of<'a>(
+    template: &'a str,
+    resource_type: &str,
+) -> Vec<(String, impl Fn(&str) -> Option<String> + 'a)> {
+    let wanted = format!("Type: {resource_type}");
+    template_resources(template)
+        .into_iter()
+        .filter(|(_, lines)| lines.iter().any(|l| l.trim() == wanted))
+        .map(|(id, lines)| {
+            let value = move |key: &str| {
+                lines
+                    .iter()
+                    .find_map(|l| l.trim().strip_prefix(key))
+                    .map(|v| v.trim().to_owned())
+            };
+            (id, value)
+        })
+        .collect()
+}
+
+/// The template's AppSync resolvers as (`Type.field`, CodeS3Location,
+/// DataSourceName, or `PIPELINE` for a pipeline resolver, which has none).
 fn template_resolvers(template: &str) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
-    for (id, lines) in template_resources(template) {
-        if !lines
-            .iter()
-            .any(|l| l.trim() == "Type: AWS::AppSync::Resolver")
-        {
-            continue;
-        }
-        let value = |key: &str| {
-            lines
-                .iter()
-                .find_map(|l| l.trim().strip_prefix(key))
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_else(|| panic!("resolver {id} without {key}"))
+    for (id, value) in resources_of(template, "AWS::AppSync::Resolver") {
+        let value = |key: &str| value(key).unwrap_or_else(|| panic!("resolver {id} without {key}"));
+        let source = if value("Kind:") == "PIPELINE" {
+            "PIPELINE".to_owned()
+        } else {
+            value("DataSourceName:")
         };
         out.insert((
             format!("{}.{}", value("TypeName:"), value("FieldName:")),
             value("CodeS3Location:"),
-            value("DataSourceName:"),
+            source,
         ));
     }
     out
+}
+
+/// The template's pipeline functions as (CodeS3Location, DataSourceName).
+fn template_functions(template: &str) -> BTreeSet<(String, String)> {
+    resources_of(template, "AWS::AppSync::FunctionConfiguration")
+        .into_iter()
+        .map(|(id, value)| {
+            let value =
+                |key: &str| value(key).unwrap_or_else(|| panic!("function {id} without {key}"));
+            (value("CodeS3Location:"), value("DataSourceName:"))
+        })
+        .collect()
 }
 
 #[test]
@@ -126,12 +154,31 @@ fn every_root_field_has_a_js_resolver_in_the_template() {
             repo().join("infra").join(code).is_file(),
             "{field}: {code} is missing"
         );
-        let expected = if field == "Mutation.sendPrompt" {
-            "!GetAtt ResolverDataSource.Name"
-        } else {
-            "!GetAtt NoneDataSource.Name"
+        let expected = match field.as_str() {
+            "Mutation.sendPrompt" => "!GetAtt ResolverDataSource.Name",
+            "Query.listConversations" | "Query.listMessages" | "Query.turnChunks" => {
+                "!GetAtt ConversationsDataSource.Name"
+            }
+            "Mutation.deleteConversation" => "PIPELINE",
+            _ => "!GetAtt NoneDataSource.Name",
         };
         assert_eq!(source, expected, "{field}: data source");
+    }
+    let functions = template_functions(&template);
+    assert_eq!(
+        functions.len(),
+        2,
+        "deleteConversation's functions: {functions:?}"
+    );
+    for (code, source) in &functions {
+        assert!(
+            code.starts_with("resolvers/Function.") && repo().join("infra").join(code).is_file(),
+            "{code} is missing or misnamed"
+        );
+        assert_eq!(
+            source, "!GetAtt ConversationsDataSource.Name",
+            "{code}: data source"
+        );
     }
     let files: BTreeSet<PathBuf> = std::fs::read_dir(repo().join("infra/resolvers"))
         .unwrap()
@@ -139,7 +186,7 @@ fn every_root_field_has_a_js_resolver_in_the_template() {
         .collect();
     assert_eq!(
         files.len(),
-        resolvers.len(),
+        resolvers.len() + functions.len(),
         "a resolver file the template does not deploy: {files:?}"
     );
 }
@@ -185,7 +232,7 @@ fn the_function_gets_exactly_the_environment_the_resolver_reads() {
 }
 
 #[test]
-fn turns_are_invoked_asynchronously_without_retries() {
+fn turns_are_invoked_asynchronously_with_retries() {
     let template = read("infra/template.yaml");
     let function = template_resources(&template)
         .into_iter()
@@ -193,8 +240,8 @@ fn turns_are_invoked_asynchronously_without_retries() {
         .expect("ResolverFunction")
         .1
         .join("\n");
-    // A retried event would stream a second answer (see the template's comment).
-    assert!(function.contains("MaximumRetryAttempts: 0"), "{function}");
+    // A retry ends a turn whose environment died (see the template's comment).
+    assert!(function.contains("MaximumRetryAttempts: 2"), "{function}");
     assert!(function.contains("Runtime: provided.al2023"), "{function}");
     assert!(function.contains("Architectures: [arm64]"), "{function}");
     let resolver = read("infra/resolvers/Mutation.sendPrompt.js");

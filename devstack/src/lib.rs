@@ -6,6 +6,7 @@
 //! client --sendPrompt--> AppSync --Invoke(Event)--> Lambda (resolver process)
 //! resolver --ConverseStream--> Bedrock (smollm2 | scripted)
 //! resolver --publishChunk (SigV4)--> AppSync --onChunk (WebSocket)--> client
+//! client --listConversations etc.--> AppSync --DynamoDB data source--> local DynamoDB
 //! ```
 //!
 //! Place in the data path: every hop but the resolver itself, which runs as
@@ -56,6 +57,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use appsync::auth::{AuthMode, Authenticator};
+use appsync::dynamodb_source::DynamoDbSource;
 use appsync::js::{ApiDefinition, JsResolvers};
 use appsync::schema::Schema;
 use appsync::{AppSync, AppSyncConfig};
@@ -129,8 +131,10 @@ pub struct StackConfig {
     pub web_dir: Option<PathBuf>,
     /// The local DynamoDB to start beside the stand-ins (`None`: none). Its
     /// endpoint and the template's table name reach the function as
-    /// `AWS_ENDPOINT_URL_DYNAMODB` and `CONVERSATIONS_TABLE`. A server that
-    /// cannot start is a warning, not a failure: the stack runs without it.
+    /// `AWS_ENDPOINT_URL_DYNAMODB` and `CONVERSATIONS_TABLE`, and the API's
+    /// DynamoDB data sources (the conversations API) run against it. A server
+    /// that cannot start is a warning, not a failure: the stack runs without
+    /// it, and those fields fail.
     pub dynamodb: Option<dynamodb::DynamoDbConfig>,
 }
 
@@ -243,7 +247,14 @@ impl Stack {
             "ALLOWED_MODEL_IDS".to_owned(),
             config.allowed_models.join(","),
         )];
-        let resolvers = Box::new(JsResolvers::new(api, lambda.clone(), env));
+        let mut resolvers = JsResolvers::new(api, lambda.clone(), env);
+        // The AMAZON_DYNAMODB data sources (the conversations API) read and
+        // delete in the local DynamoDB, with its client (the devstack's region
+        // and static dev credentials).
+        if let Some(local) = &dynamodb {
+            resolvers = resolvers.with_dynamodb(DynamoDbSource::new(local.client().clone()));
+        }
+        let resolvers = Box::new(resolvers);
         let appsync = Arc::new(AppSync::new(schema, auth, resolvers, config.appsync));
         let bedrock_routes = bedrock::router(bedrock.clone()).layer(
             axum::middleware::from_fn_with_state(iam_users, verify_bedrock_signature),
@@ -252,7 +263,6 @@ impl Stack {
         let pool = user_pool.clone();
         let app = Router::new()
             .merge(appsync.clone().router())
-            .merge(lambda.router())
             .merge(bedrock_routes)
             .route(
                 &jwks_path,
@@ -274,7 +284,7 @@ impl Stack {
             }
         });
         lambda
-            .start_workers(&addr.to_string())
+            .start_workers()
             .await
             .context("could not start the Lambda workers")?;
         Ok(Stack {

@@ -40,6 +40,13 @@ async fn the_template_table_exists_enforces_conditions_and_survives_a_restart() 
         keys,
         [("pk".into(), KeyType::Hash), ("sk".into(), KeyType::Range)]
     );
+    // listConversations' index, made with the table.
+    let indexes: Vec<_> = table
+        .local_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    assert_eq!(indexes, ["byUpdatedAt"]);
     let claim = || {
         client
             .put_item()

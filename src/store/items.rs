@@ -90,9 +90,14 @@ fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-/// The claim of turn `ids`, started at `started`.
-pub(crate) fn claim_item(ids: &TurnIds, started: DateTime<Utc>) -> Item {
+/// The claim of turn `ids`, started at `started`, its lease running to
+/// `lease_until` (epoch milliseconds).
+pub(crate) fn claim_item(ids: &TurnIds, started: DateTime<Utc>, lease_until: i64) -> Item {
     let mut item = turn_key(ids);
+    item.insert(
+        "leaseUntil".into(),
+        AttributeValue::N(lease_until.to_string()),
+    );
     item.insert("startedAt".into(), s(iso(started)));
     item.insert(
         "claimedAt".into(),

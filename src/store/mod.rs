@@ -17,6 +17,7 @@
 //! [`OPERATION_TIMEOUT`], and a failure is reported to the caller, which
 //! streams anyway, without history or persistence.
 
+mod claim;
 mod history;
 mod items;
 mod record;
@@ -27,13 +28,14 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 use crate::event::TurnIds;
 
+pub(crate) use claim::{Claim, ClaimState};
 pub use history::HistoryBudget;
 pub(crate) use history::{HistoryMessage, Role};
 pub(crate) use items::AnswerEnd;
@@ -41,8 +43,7 @@ pub(crate) use record::TurnRecord;
 pub(crate) use writer::{ChunkWriter, WriterReport};
 
 use items::{
-    Item, answer_item, claim_item, conversation_key, conversation_partition, iso, prompt_item,
-    title_of,
+    Item, answer_item, conversation_key, conversation_partition, iso, prompt_item, title_of,
 };
 
 /// Longest a store call may take, retries included, before the turn goes on
@@ -52,16 +53,6 @@ pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(2);
 /// Times a `BatchWriteItem` is sent for the items DynamoDB left unprocessed
 /// (the first call included).
 const BATCH_ATTEMPTS: u32 = 3;
-
-/// What a claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// This delivery is the turn's first: stream it.
-    First,
-    /// The turn was claimed before, here or in another execution
-    /// environment: stream nothing.
-    Repeated,
-}
 
 /// Why the store could not answer.
 #[derive(Debug, Error)]
@@ -106,31 +97,6 @@ impl Store {
             operation,
             table: self.table.clone(),
             detail: DisplayErrorContext(error).to_string(),
-        }
-    }
-
-    /// Claims turn `ids` for its owner, started at `started`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when DynamoDB cannot be reached or refuses the write
-    /// for any reason but the claim's condition.
-    pub(crate) async fn claim(
-        &self,
-        ids: &TurnIds,
-        started: DateTime<Utc>,
-    ) -> Result<Claim, StoreError> {
-        let written = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(claim_item(ids, started)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(Claim::First),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(Claim::Repeated),
-            Err(e) => Err(self.error("PutItem", &e)),
         }
     }
 
@@ -309,7 +275,7 @@ mod tests {
         let store = Store::new(&sdk, "T".into());
         let started = std::time::Instant::now();
         let error = store
-            .claim(&TurnIds::fixture(), Utc::now())
+            .claim(&TurnIds::fixture(), Utc::now(), Duration::from_secs(30))
             .await
             .expect_err("no store");
         assert!(error.to_string().contains("PutItem"), "{error}");

@@ -27,6 +27,7 @@ pub(crate) struct TurnRecord {
     started: DateTime<Utc>,
     prompt: JoinHandle<Result<(), StoreError>>,
     writer: ChunkWriter,
+    heartbeat: JoinHandle<()>,
 }
 
 /// What a turn's record wrote, for the turn's metrics.
@@ -40,18 +41,34 @@ pub(crate) struct RecordReport {
 
 impl TurnRecord {
     /// Starts turn `ids`'s record: writes `prompt` and touches the
-    /// conversation in the background, and starts the chunk writer.
+    /// conversation in the background, starts the chunk writer, and renews
+    /// the claim's `lease` every third of it while the turn runs.
     pub(crate) fn begin(
         store: &Store,
         ids: &TurnIds,
         started: DateTime<Utc>,
         prompt: &str,
+        lease: Duration,
     ) -> Self {
         let prompt = {
             let (store, ids, prompt) = (store.clone(), ids.clone(), prompt.to_owned());
             tokio::spawn(async move { store.record_prompt(&ids, started, &prompt).await })
         };
+        let heartbeat = {
+            let (store, ids) = (store.clone(), ids.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(lease / 3);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    if let Err(error) = store.renew(&ids, lease).await {
+                        warn!(%error, "could not renew the turn's lease");
+                    }
+                }
+            })
+        };
         Self {
+            heartbeat,
             writer: ChunkWriter::spawn(store.clone()),
             store: store.clone(),
             ids: ids.clone(),
@@ -67,8 +84,10 @@ impl TurnRecord {
 
     /// Ends the record: the remaining chunks, then the assistant's message
     /// (text from the recorded chunks; the ending from the terminal chunk, or
-    /// `fallback` when the terminal chunk could not be published).
+    /// `fallback` when the terminal chunk could not be published), then the
+    /// claim's `finishedAt`.
     pub(crate) async fn finish(self, model_id: &str, fallback: AnswerEnd) -> RecordReport {
+        self.heartbeat.abort();
         let chunks = self.writer.finish(FINISH_LIMIT).await;
         let mut errors = chunks.errors;
         match tokio::time::timeout(FINISH_LIMIT, self.prompt).await {
@@ -86,6 +105,10 @@ impl TurnRecord {
             .await
         {
             warn!(%error, "could not store the answer; the conversation's history misses this turn");
+            errors += 1;
+        }
+        if let Err(error) = self.store.finish_claim(&self.ids).await {
+            warn!(%error, "could not mark the turn finished");
             errors += 1;
         }
         RecordReport { chunks, errors }

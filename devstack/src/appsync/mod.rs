@@ -9,11 +9,13 @@
 //! and validate, with input coercion), [`execute`] (per-field authorization,
 //! [`resolvers`], completion), then for a mutation [`pubsub`] (fan-out, with
 //! [`filter`]) to the sockets of [`realtime_server`]. [`schema`] is read by all
-//! of them; [`js`] runs the deployment's resolver code; [`faults`] injects
+//! of them; [`js`] runs the deployment's resolver code, sending what it asks
+//! of a DynamoDB data source to [`dynamodb_source`]; [`faults`] injects
 //! publish failures for tests.
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/what-is-appsync.html>
 
 pub mod auth;
+pub mod dynamodb_source;
 pub mod execute;
 pub mod faults;
 pub mod filter;

@@ -171,6 +171,8 @@ pub async fn run(config: &BenchConfig, progress: impl Fn(&str)) -> anyhow::Resul
 
 /// What one measured turn gave.
 pub(crate) struct TurnSample {
+    /// The turn's id (`label-<uuid>`).
+    pub(crate) turn_id: String,
     publishes: u64,
     bytes: u64,
     first_text: Duration,
@@ -245,9 +247,12 @@ pub(crate) async fn one_turn(
     stack: &Stack,
     client: &RealtimeClient,
     token: &str,
-    turn_id: &str,
+    label: &str,
     tokens: u32,
 ) -> anyhow::Result<TurnSample> {
+    // A fresh turn id every time: a turn id is claimed once, for good, in
+    // the conversations table (which may outlive this stack).
+    let turn_id = format!("{label}-{}", uuid::Uuid::new_v4().simple());
     let conversation = format!("bench-{turn_id}");
     let mut subscription = client
         .subscribe(ON_CHUNK, json!({"conversationId": conversation}))
@@ -255,7 +260,7 @@ pub(crate) async fn one_turn(
     let (publishes_before, bytes_before) = stack.appsync.publish_stats.totals();
     let variables = send_prompt_variables(
         &conversation,
-        turn_id,
+        &turn_id,
         "Benchmark the relay.",
         None,
         Some(tokens),
@@ -315,6 +320,7 @@ pub(crate) async fn one_turn(
     let emissions = stack.bedrock.last_emissions();
     let publishes = publishes_after - publishes_before;
     Ok(TurnSample {
+        turn_id,
         publishes,
         bytes: bytes_after - bytes_before,
         first_text: first_text.unwrap_or_default(),

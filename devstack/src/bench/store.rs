@@ -120,10 +120,10 @@ async fn measure(
     let mut records = Vec::new();
     for n in 0..config.turns {
         let mut metrics = stack.lambda.metrics();
-        let turn_id = format!("store-{tokens}-{n}");
-        let sample = one_turn(stack, &client, &token, &turn_id, tokens).await?;
+        let label = format!("store-{tokens}-{n}");
+        let sample = one_turn(stack, &client, &token, &label, tokens).await?;
+        records.push(metrics_of(&mut metrics, &sample.turn_id).await?);
         delays.extend(sample.delays);
-        records.push(metrics_of(&mut metrics, &turn_id).await?);
     }
     Ok((delays, records))
 }

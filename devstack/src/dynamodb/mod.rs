@@ -1,5 +1,6 @@
-//! Place in the data path: beside it, where conversations will be kept:
-//! resolver --DynamoDB JSON protocol--> **local DynamoDB**. The devstack does
+//! Place in the data path: beside it, where conversations are kept:
+//! resolver, and AppSync's DynamoDB data source (the conversations API),
+//! --DynamoDB JSON protocol--> **local DynamoDB**. The devstack does
 //! not implement DynamoDB: it runs dynalite, a well-kept DynamoDB-protocol
 //! server on LevelDB, as a supervised child process (restarted if it dies),
 //! keeps its data in the state directory so tables survive a restart, and
@@ -23,7 +24,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use install::{DYNALITE_VERSION, InstallError, ensure_installed};
-pub use tables::{TableDefinition, TableError, ensure_table, tables_from_template};
+pub use tables::{
+    LocalIndexDefinition, TableDefinition, TableError, ensure_table, tables_from_template,
+};
 
 /// How long the server may take to answer its first request.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,7 +1,7 @@
 //! Place in the data path: beside the stack, at start: the tables the
 //! deployed stack would have, read from `infra/template.yaml`'s
 //! `AWS::DynamoDB::Table` resources and created in the local DynamoDB with the
-//! same key schema, billing mode and TTL attribute
+//! same key schema, local secondary indexes, billing mode and TTL attribute
 //! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-dynamodb-table.html>).
 //! A table is named after its logical id, as the devstack has no stack name
 //! to prefix.
@@ -9,8 +9,8 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use serde_norway::Value as Yaml;
 use thiserror::Error;
@@ -28,6 +28,21 @@ pub struct TableDefinition {
     pub billing_mode: String,
     /// `TimeToLiveSpecification.AttributeName`, when TTL is enabled.
     pub ttl_attribute: Option<String>,
+    /// `LocalSecondaryIndexes`, which exist only if made with the table.
+    pub local_secondary_indexes: Vec<LocalIndexDefinition>,
+}
+
+/// One entry of a table's `LocalSecondaryIndexes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIndexDefinition {
+    /// `IndexName`, e.g. `byUpdatedAt`.
+    pub name: String,
+    /// `KeySchema`: attribute name and key type (`HASH` or `RANGE`).
+    pub key_schema: Vec<(String, String)>,
+    /// `Projection.ProjectionType` (`ALL`, `KEYS_ONLY` or `INCLUDE`).
+    pub projection_type: String,
+    /// `Projection.NonKeyAttributes` (for `INCLUDE`).
+    pub non_key_attributes: Vec<String>,
 }
 
 /// Why the tables could not be read or created.
@@ -83,21 +98,52 @@ fn definition(id: &str, properties: Option<&Yaml>) -> Result<TableDefinition, Ta
         problem: problem.to_owned(),
     };
     let properties = properties.ok_or_else(|| problem("no Properties"))?;
-    let pairs = |list: &str, a: &str, b: &str| -> Result<Vec<(String, String)>, TableError> {
-        let items = properties
-            .get(list)
-            .and_then(Yaml::as_sequence)
-            .ok_or_else(|| problem(&format!("no {list}")))?;
-        items
-            .iter()
-            .map(|item| {
-                let field = |name: &str| item.get(name).and_then(Yaml::as_str).map(str::to_owned);
-                field(a)
-                    .zip(field(b))
-                    .ok_or_else(|| problem(&format!("an entry of {list} lacks {a} or {b}")))
-            })
-            .collect()
-    };
+    let pairs_in =
+        |owner: &Yaml, list: &str, a: &str, b: &str| -> Result<Vec<(String, String)>, TableError> {
+            let items = owner
+                .get(list)
+                .and_then(Yaml::as_sequence)
+                .ok_or_else(|| problem(&format!("no {list}")))?;
+            items
+                .iter()
+                .map(|item| {
+                    let field =
+                        |name: &str| item.get(name).and_then(Yaml::as_str).map(str::to_owned);
+                    field(a)
+                        .zip(field(b))
+                        .ok_or_else(|| problem(&format!("an entry of {list} lacks {a} or {b}")))
+                })
+                .collect()
+        };
+    let pairs = |list: &str, a: &str, b: &str| pairs_in(properties, list, a, b);
+    let mut local_secondary_indexes = Vec::new();
+    let indexes = properties
+        .get("LocalSecondaryIndexes")
+        .and_then(Yaml::as_sequence);
+    for index in indexes.into_iter().flatten() {
+        let name = index
+            .get("IndexName")
+            .and_then(Yaml::as_str)
+            .ok_or_else(|| problem("a local secondary index without IndexName"))?;
+        let projection = index.get("Projection");
+        local_secondary_indexes.push(LocalIndexDefinition {
+            name: name.to_owned(),
+            key_schema: pairs_in(index, "KeySchema", "AttributeName", "KeyType")?,
+            projection_type: projection
+                .and_then(|p| p.get("ProjectionType"))
+                .and_then(Yaml::as_str)
+                .unwrap_or("ALL")
+                .to_owned(),
+            non_key_attributes: projection
+                .and_then(|p| p.get("NonKeyAttributes"))
+                .and_then(Yaml::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(Yaml::as_str)
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
     let ttl = properties.get("TimeToLiveSpecification");
     let ttl_enabled = ttl
         .and_then(|t| t.get("Enabled"))
@@ -117,6 +163,7 @@ fn definition(id: &str, properties: Option<&Yaml>) -> Result<TableDefinition, Ta
             .and_then(|t| t.get("AttributeName"))
             .and_then(Yaml::as_str)
             .map(str::to_owned),
+        local_secondary_indexes,
     })
 }
 
@@ -133,7 +180,10 @@ pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<()
         detail: DisplayErrorContext(error).to_string(),
     };
     let exists = match client.describe_table().table_name(&table.name).send().await {
-        Ok(_) => true,
+        Ok(described) => {
+            warn_about_missing_indexes(table, described.table());
+            true
+        }
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -181,6 +231,33 @@ pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<()
     Ok(())
 }
 
+/// A local secondary index can only be made with its table, so a table kept
+/// from before the template gained one lacks it: say so, and how to get it.
+fn warn_about_missing_indexes(
+    table: &TableDefinition,
+    described: Option<&aws_sdk_dynamodb::types::TableDescription>,
+) {
+    let present: Vec<&str> = described
+        .map(|d| {
+            d.local_secondary_indexes()
+                .iter()
+                .filter_map(|i| i.index_name())
+                .collect()
+        })
+        .unwrap_or_default();
+    for index in &table.local_secondary_indexes {
+        if !present.contains(&index.name.as_str()) {
+            tracing::warn!(
+                table = %table.name,
+                index = %index.name,
+                "the local table predates this local secondary index, which DynamoDB can \
+                 only create with the table; queries on it fail until the devstack's \
+                 DynamoDB data directory is removed and the table made again"
+            );
+        }
+    }
+}
+
 async fn create(
     client: &Client,
     table: &TableDefinition,
@@ -198,15 +275,36 @@ async fn create(
         );
     }
     for (name, kind) in &table.key_schema {
-        request = request.key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(KeyType::from(kind.as_str()))
-                .build()?,
-        );
+        request = request.key_schema(key_element(name, kind)?);
+    }
+    for index in &table.local_secondary_indexes {
+        let mut lsi = LocalSecondaryIndex::builder()
+            .index_name(&index.name)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::from(index.projection_type.as_str()))
+                    .set_non_key_attributes(
+                        Some(index.non_key_attributes.clone()).filter(|a| !a.is_empty()),
+                    )
+                    .build(),
+            );
+        for (name, kind) in &index.key_schema {
+            lsi = lsi.key_schema(key_element(name, kind)?);
+        }
+        request = request.local_secondary_indexes(lsi.build()?);
     }
     request.send().await?;
     Ok(())
+}
+
+fn key_element(
+    name: &str,
+    kind: &str,
+) -> Result<KeySchemaElement, aws_sdk_dynamodb::error::BuildError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(KeyType::from(kind))
+        .build()
 }
 
 #[cfg(test)]
@@ -227,6 +325,23 @@ mod tests {
         );
         assert_eq!(table.billing_mode, "PAY_PER_REQUEST");
         assert_eq!(table.ttl_attribute.as_deref(), Some("expiresAt"));
+        assert_eq!(
+            table.local_secondary_indexes,
+            [LocalIndexDefinition {
+                name: "byUpdatedAt".into(),
+                key_schema: vec![
+                    ("pk".into(), "HASH".into()),
+                    ("updatedAt".into(), "RANGE".into())
+                ],
+                projection_type: "ALL".into(),
+                non_key_attributes: Vec::new(),
+            }]
+        );
+        assert!(
+            table.attributes.contains(&("updatedAt".into(), "S".into())),
+            "{:?}",
+            table.attributes
+        );
     }
 
     #[test]

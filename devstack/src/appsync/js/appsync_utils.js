@@ -1,6 +1,6 @@
 // The devstack's `@aws-appsync/utils`: what an APPSYNC_JS resolver imports.
 // Place in the data path: client -> AppSync **resolver** (this library, inside
-// the QuickJS engine of engine.rs) -> data source (NONE | Lambda).
+// the QuickJS engine of engine.rs) -> data source (NONE | Lambda | DynamoDB).
 //
 // Evaluated as a script before each handler runs; it defines
 // `globalThis.__appsync`, which the `@aws-appsync/utils` module re-exports and
@@ -8,6 +8,7 @@
 // Reference: https://docs.aws.amazon.com/appsync/latest/devguide/built-in-util-js.html
 // https://docs.aws.amazon.com/appsync/latest/devguide/extensions-js.html
 // https://docs.aws.amazon.com/appsync/latest/devguide/runtime-utils-js.html
+// https://docs.aws.amazon.com/appsync/latest/devguide/dynamodb-helpers-in-util-dynamodb-js.html
 (function () {
   'use strict';
   const host = globalThis.__devstack_host;
@@ -136,7 +137,60 @@
     }
   }
 
+  // util.dynamodb: plain values -> DynamoDB typed values, as AppSync's own
+  // helpers write them (numbers stay JSON numbers, `{ N: 12345 }`; lists, never
+  // sets, unless a set helper is asked for; null is `{ NULL: null }`).
+  function toDynamoDB(v) {
+    if (isNull(v)) return { NULL: null };
+    switch (typeof v) {
+      case 'string': return { S: v };
+      case 'number': return { N: v };
+      case 'boolean': return { BOOL: v };
+      default: break;
+    }
+    if (Array.isArray(v)) return { L: v.map(toDynamoDB) };
+    if (typeof v === 'object') return { M: toMapValues(v) };
+    throw new TypeError('util.dynamodb.toDynamoDB cannot convert a ' + typeof v);
+  }
+
+  function toMapValues(obj) {
+    if (!isPlainObject(obj)) {
+      throw new TypeError('util.dynamodb.toMapValues expects an object');
+    }
+    const out = {};
+    for (const key of Object.keys(obj)) {
+      if (obj[key] !== undefined) {
+        out[key] = toDynamoDB(obj[key]);
+      }
+    }
+    return out;
+  }
+
+  const dynamodb = {
+    toDynamoDB,
+    toMapValues,
+    toString: (s) => ({ S: s }),
+    toStringSet: (list) => ({ SS: list }),
+    toNumber: (n) => ({ N: n }),
+    toNumberSet: (list) => ({ NS: list }),
+    toBinary: (b) => ({ B: b }),
+    toBinarySet: (list) => ({ BS: list }),
+    toBoolean: (b) => ({ BOOL: b }),
+    toNull: () => ({ NULL: null }),
+    toList: (list) => ({ L: list.map(toDynamoDB) }),
+    toMap: (obj) => ({ M: toMapValues(obj) }),
+    toS3Object(key, bucket, region, version) {
+      const s3 = { key, bucket, region };
+      if (version !== undefined) s3.version = version;
+      return { S: JSON.stringify({ s3 }) };
+    },
+    fromS3ObjectJson(s) {
+      return JSON.parse(s).s3;
+    },
+  };
+
   const util = {
+    dynamodb,
     autoId() {
       return host.autoId();
     },

@@ -1,8 +1,8 @@
 //! The QuickJS engine that runs one APPSYNC_JS handler.
 //!
 //! Place in the data path: client --sendPrompt--> AppSync -> **resolver
-//! handler** (`request` | `response`) -> data source (NONE | Lambda) -> the
-//! caller's response or the fan-out.
+//! handler** (`request` | `response`) -> data source (NONE | Lambda |
+//! DynamoDB) -> the caller's response or the fan-out.
 //!
 //! Every call gets a fresh runtime: the handler's module, `@aws-appsync/utils`
 //! and the context are built anew, so nothing leaks from one call (or one
@@ -503,6 +503,41 @@ mod tests {
         assert_eq!(v["dflt"], json!(3));
         assert_eq!(v["types"], json!(["List", "Map", "String", "Null"]));
         assert_eq!(v["matches"], json!(true));
+    }
+
+    #[test]
+    fn util_dynamodb_writes_typed_values_as_appsync_does() {
+        let v = returned(&format!(
+            "{IMPORT}export function request() {{ const d = util.dynamodb; return {{
+                map: d.toMapValues({{ pk: 'u#c', n: 12345, ok: true, none: null, skip: undefined,
+                                     list: ['a', 1], nested: {{ x: 'y' }} }}),
+                one: d.toDynamoDB('foo'),
+                s: d.toString('x'),
+                ss: d.toStringSet(['a', 'b']),
+                ns: d.toNumberSet([1, 2]),
+                m: d.toMap({{ a: 1 }}),
+                l: d.toList([true]),
+                nul: d.toNull(),
+            }}; }}"
+        ));
+        assert_eq!(
+            v["map"],
+            json!({
+                "pk": {"S": "u#c"},
+                "n": {"N": 12345},
+                "ok": {"BOOL": true},
+                "none": {"NULL": null},
+                "list": {"L": [{"S": "a"}, {"N": 1}]},
+                "nested": {"M": {"x": {"S": "y"}}},
+            })
+        );
+        assert_eq!(v["one"], json!({"S": "foo"}));
+        assert_eq!(v["s"], json!({"S": "x"}));
+        assert_eq!(v["ss"], json!({"SS": ["a", "b"]}));
+        assert_eq!(v["ns"], json!({"NS": [1, 2]}));
+        assert_eq!(v["m"], json!({"M": {"a": {"N": 1}}}));
+        assert_eq!(v["l"], json!({"L": [{"BOOL": true}]}));
+        assert_eq!(v["nul"], json!({"NULL": null}));
     }
 
     fn to_filter(obj: &str) -> Value {

@@ -4,7 +4,9 @@
 //! Place in the data path: client --sendPrompt--> AppSync **resolver
 //! (infra/resolvers/*.js)** --Invoke(Event)--> Lambda; resolver Lambda
 //! --publishChunk--> AppSync **resolver** (NONE) -> fan-out; subscriber
-//! --onChunk--> AppSync **resolver** (sets the enhanced filter).
+//! --onChunk--> AppSync **resolver** (sets the enhanced filter); client
+//! --listConversations / listMessages / turnChunks / deleteConversation-->
+//! AppSync **resolver** --> DynamoDB data source --> the local table.
 //!
 //! Unit resolvers run `request` -> data source -> `response`; pipeline
 //! resolvers run the before (`request`) handler, each function's `request` ->
@@ -13,6 +15,7 @@
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-overview-js.html>
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-lambda-js.html>
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-none-js.html>
+//! <https://docs.aws.amazon.com/appsync/latest/devguide/js-resolver-reference-dynamodb.html>
 
 pub mod engine;
 pub mod template;
@@ -21,6 +24,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
+use super::dynamodb_source::DynamoDbSource;
 use super::filter::Filter;
 use super::resolvers::{ResolveRequest, ResolverError, Resolvers};
 use crate::lambda::LambdaService;
@@ -32,6 +36,9 @@ pub struct JsResolvers {
     api: ApiDefinition,
     lambda: LambdaService,
     env: Map<String, Value>,
+    /// Where `AMAZON_DYNAMODB` data sources send their requests: the local
+    /// DynamoDB, when the stack runs one.
+    dynamodb: Option<DynamoDbSource>,
 }
 
 /// Whether a data source may be waited for (queries and mutations) or not
@@ -83,7 +90,16 @@ impl JsResolvers {
             api,
             lambda,
             env: vars,
+            dynamodb: None,
         }
+    }
+
+    /// Runs `AMAZON_DYNAMODB` data sources against `source` (the stack's local
+    /// DynamoDB). Without one, a field on such a data source fails.
+    #[must_use]
+    pub fn with_dynamodb(mut self, source: DynamoDbSource) -> Self {
+        self.dynamodb = Some(source);
+        self
     }
 
     /// The API definition being served.
@@ -183,6 +199,29 @@ impl JsResolvers {
                         format!("invocationType '{other}' is not supported"),
                     )),
                 }
+            }
+            DataSourceKind::DynamoDb { table } => {
+                if mode == Mode::Subscribe {
+                    return Err(ResolverError::new(
+                        "Code",
+                        "the devstack runs a subscription's resolver without waiting; \
+                         a DynamoDB data source is not supported there",
+                    ));
+                }
+                let Some(source) = &self.dynamodb else {
+                    return Err(ResolverError::new(
+                        "InternalFailure",
+                        format!(
+                            "the DynamoDB data source of table {table} needs the devstack's \
+                             local DynamoDB, which is not running (start the stack with \
+                             StackConfig::dynamodb, as `devstack up` does)"
+                        ),
+                    ));
+                };
+                source
+                    .execute(table, &request)
+                    .await
+                    .map_err(|e| ResolverError::new("Code", e.to_string()))
             }
         }
     }

@@ -2,14 +2,16 @@
 //! `infra/template.yaml` and resolver files.
 //!
 //! Place in the data path: client -> AppSync **resolver (which file, which
-//! data source)** -> data source (NONE, or Lambda --Invoke--> resolver Lambda).
+//! data source)** -> data source (NONE, Lambda --Invoke--> resolver Lambda, or
+//! DynamoDB --> the local table).
 //!
 //! Only what maps a field to its code and data source is read: the
 //! `AWS::AppSync::Resolver`, `AWS::AppSync::FunctionConfiguration` and
 //! `AWS::AppSync::DataSource` resources, and the `AWS::AppSync::GraphQLApi`'s
 //! `EnvironmentVariables` (`ctx.env`). Intrinsics are followed only as far as
-//! that needs (`!GetAtt X.Name`, `!GetAtt F.FunctionId`, `!Ref`, `!Join` of
-//! parameter defaults); `Fn::ForEach::*` keys are skipped.
+//! that needs (`!GetAtt X.Name`, `!GetAtt F.FunctionId`, `!Ref` of a parameter
+//! (its default) or of an `AWS::DynamoDB::Table` (its logical id, the local
+//! table's name), `!Join` of those); `Fn::ForEach::*` keys are skipped.
 //! <https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-appsync-resolver.html>
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/environment-variables.html>
 
@@ -29,8 +31,20 @@ pub const EMBEDDED_INFRA: &[(&str, &str)] = &[
         include_str!("../../../../infra/template.yaml"),
     ),
     (
+        "resolvers/Function.deleteConversationKeys.js",
+        include_str!("../../../../infra/resolvers/Function.deleteConversationKeys.js"),
+    ),
+    (
+        "resolvers/Function.findConversationKeys.js",
+        include_str!("../../../../infra/resolvers/Function.findConversationKeys.js"),
+    ),
+    (
         "resolvers/Mutation.cancelTurn.js",
         include_str!("../../../../infra/resolvers/Mutation.cancelTurn.js"),
+    ),
+    (
+        "resolvers/Mutation.deleteConversation.js",
+        include_str!("../../../../infra/resolvers/Mutation.deleteConversation.js"),
     ),
     (
         "resolvers/Mutation.publishChunk.js",
@@ -41,8 +55,20 @@ pub const EMBEDDED_INFRA: &[(&str, &str)] = &[
         include_str!("../../../../infra/resolvers/Mutation.sendPrompt.js"),
     ),
     (
+        "resolvers/Query.listConversations.js",
+        include_str!("../../../../infra/resolvers/Query.listConversations.js"),
+    ),
+    (
+        "resolvers/Query.listMessages.js",
+        include_str!("../../../../infra/resolvers/Query.listMessages.js"),
+    ),
+    (
         "resolvers/Query.ping.js",
         include_str!("../../../../infra/resolvers/Query.ping.js"),
+    ),
+    (
+        "resolvers/Query.turnChunks.js",
+        include_str!("../../../../infra/resolvers/Query.turnChunks.js"),
     ),
     (
         "resolvers/Subscription.onCancel.js",
@@ -91,6 +117,12 @@ pub enum DataSourceKind {
     None,
     /// `AWS_LAMBDA`: the project's one Lambda function.
     Lambda,
+    /// `AMAZON_DYNAMODB`: a table of the local DynamoDB.
+    DynamoDb {
+        /// `DynamoDBConfig.TableName`: a `!Ref` of the template's table
+        /// resolved to its logical id, which names the local table.
+        table: String,
+    },
 }
 
 /// A handler file: its path (as in `CodeS3Location`, or `inline:<resource>`) and source.
@@ -216,6 +248,14 @@ impl ApiDefinition {
         let kinds = |ty: &str| by_type.get(ty).cloned().unwrap_or_default();
         let data_sources = kinds("AWS::AppSync::DataSource");
         let functions = kinds("AWS::AppSync::FunctionConfiguration");
+        let tables: Vec<&str> = kinds("AWS::DynamoDB::Table")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let refs = Refs {
+            parameters,
+            tables: &tables,
+        };
 
         let mut api = ApiDefinition::default();
         for (_, graphql_api) in kinds("AWS::AppSync::GraphQLApi") {
@@ -223,7 +263,7 @@ impl ApiDefinition {
                 .and_then(|p| p.get("EnvironmentVariables"))
                 .and_then(Yaml::as_mapping);
             for (k, v) in vars.into_iter().flatten() {
-                if let (Some(k), Some(v)) = (k.as_str(), scalar(v, parameters)) {
+                if let (Some(k), Some(v)) = (k.as_str(), scalar(v, &refs)) {
                     api.env.insert(k.to_owned(), v);
                 }
             }
@@ -237,7 +277,7 @@ impl ApiDefinition {
             let reference = props
                 .get("DataSourceName")
                 .ok_or_else(|| fail(resource, "no DataSourceName".into()))?;
-            data_source_kind(reference, &data_sources).map_err(|m| fail(resource, m))
+            data_source_kind(reference, &data_sources, &refs).map_err(|m| fail(resource, m))
         };
         let code = |resource: &str, props: &Mapping| -> Result<Code, TemplateError> {
             if let Some(runtime) = props
@@ -385,6 +425,7 @@ fn logical_id(v: &Yaml) -> Option<String> {
 fn data_source_kind(
     reference: &Yaml,
     data_sources: &[(&str, &Yaml)],
+    refs: &Refs<'_>,
 ) -> Result<DataSourceKind, String> {
     // (`as_str` would also see through a tag, so intrinsics come first.)
     let found = match (intrinsic(reference), reference) {
@@ -402,20 +443,42 @@ fn data_source_kind(
         }
     };
     let (id, ds) = found.ok_or_else(|| format!("no data source {reference:?}"))?;
-    match properties(ds)
-        .and_then(|p| p.get("Type"))
-        .and_then(Yaml::as_str)
-    {
+    let props = properties(ds);
+    match props.and_then(|p| p.get("Type")).and_then(Yaml::as_str) {
         Some("NONE") => Ok(DataSourceKind::None),
         Some("AWS_LAMBDA") => Ok(DataSourceKind::Lambda),
+        Some("AMAZON_DYNAMODB") => {
+            let table = props
+                .and_then(|p| p.get("DynamoDBConfig"))
+                .and_then(|c| c.get("TableName"))
+                .ok_or_else(|| format!("data source {id} has no DynamoDBConfig.TableName"))?;
+            let table = scalar(table, refs)
+                .ok_or_else(|| format!("data source {id}: cannot follow TableName {table:?}"))?;
+            Ok(DataSourceKind::DynamoDb { table })
+        }
         other => Err(format!(
             "data source {id} has type {other:?}, which the devstack cannot run"
         )),
     }
 }
 
-/// A string value: a literal, `!Ref Parameter` (its default) or `!Join`.
-fn scalar(v: &Yaml, parameters: Option<&Mapping>) -> Option<String> {
+/// What a `!Ref` can name: the template's parameters and its tables.
+struct Refs<'a> {
+    parameters: Option<&'a Mapping>,
+    /// The logical ids of the `AWS::DynamoDB::Table` resources.
+    tables: &'a [&'a str],
+}
+
+/// For a parameter's default, which refers to nothing.
+const NO_REFS: Refs<'static> = Refs {
+    parameters: None,
+    tables: &[],
+};
+
+/// A string value: a literal, `!Ref Parameter` (its default), `!Ref Table`
+/// (its logical id: the devstack names a table so, having no stack name to
+/// prefix) or `!Join`.
+fn scalar(v: &Yaml, refs: &Refs<'_>) -> Option<String> {
     match v {
         Yaml::String(s) => Some(s.clone()),
         Yaml::Number(n) => Some(n.to_string()),
@@ -424,16 +487,20 @@ fn scalar(v: &Yaml, parameters: Option<&Mapping>) -> Option<String> {
             let (name, arg) = intrinsic(v)?;
             match name.as_str() {
                 "Ref" => {
-                    let default = parameters?.get(arg.as_str()?)?.get("Default")?;
+                    let target = arg.as_str()?;
+                    if let Some(table) = refs.tables.iter().find(|t| **t == target) {
+                        return Some((*table).to_owned());
+                    }
+                    let default = refs.parameters?.get(target)?.get("Default")?;
                     match default {
                         Yaml::Sequence(items) => Some(
                             items
                                 .iter()
-                                .filter_map(|i| scalar(i, None))
+                                .filter_map(|i| scalar(i, &NO_REFS))
                                 .collect::<Vec<_>>()
                                 .join(","),
                         ),
-                        other => scalar(other, None),
+                        other => scalar(other, &NO_REFS),
                     }
                 }
                 "Join" => {
@@ -442,13 +509,10 @@ fn scalar(v: &Yaml, parameters: Option<&Mapping>) -> Option<String> {
                     let items: Vec<String> = match parts.get(1)? {
                         Yaml::Sequence(items) => items
                             .iter()
-                            .map(|i| scalar(i, parameters))
+                            .map(|i| scalar(i, refs))
                             .collect::<Option<_>>()?,
                         // A list parameter: its default, already comma joined.
-                        other => scalar(other, parameters)?
-                            .split(',')
-                            .map(str::to_owned)
-                            .collect(),
+                        other => scalar(other, refs)?.split(',').map(str::to_owned).collect(),
                     };
                     Some(items.join(separator))
                 }
@@ -484,6 +548,38 @@ mod tests {
                 "resolvers/Mutation.sendPrompt.js"
             ))
         );
+        for field in ["listConversations", "listMessages", "turnChunks"] {
+            let r = api.resolver("Query", field).map(|r| &r.kind);
+            assert_eq!(
+                r,
+                Some(&ResolverKind::Unit {
+                    data_source: DataSourceKind::DynamoDb {
+                        table: "ConversationsTable".into()
+                    }
+                }),
+                "Query.{field}"
+            );
+        }
+        let Some(delete) = api.resolver("Mutation", "deleteConversation") else {
+            panic!("no deleteConversation resolver");
+        };
+        let ResolverKind::Pipeline { functions } = &delete.kind else {
+            panic!("deleteConversation is not a pipeline");
+        };
+        let steps: Vec<_> = functions
+            .iter()
+            .map(|f| (f.code.path.as_str(), f.data_source.clone()))
+            .collect();
+        let table = DataSourceKind::DynamoDb {
+            table: "ConversationsTable".into(),
+        };
+        assert_eq!(
+            steps,
+            vec![
+                ("resolvers/Function.findConversationKeys.js", table.clone()),
+                ("resolvers/Function.deleteConversationKeys.js", table),
+            ]
+        );
         for (ty, field) in [
             ("Query", "ping"),
             ("Mutation", "publishChunk"),
@@ -500,7 +596,12 @@ mod tests {
                 "{ty}.{field}"
             );
         }
-        assert_eq!(api.resolvers.len(), 6);
+        assert_eq!(api.resolvers.len(), 10);
+        // `!Ref ConversationsTable`: the local table's name.
+        assert_eq!(
+            api.env.get("CONVERSATIONS_TABLE").map(String::as_str),
+            Some(crate::CONVERSATIONS_TABLE)
+        );
         // `!Join [",", !Ref AllowedModelIds]` with the parameter's default.
         assert_eq!(
             api.env.get("ALLOWED_MODEL_IDS").map(String::as_str),

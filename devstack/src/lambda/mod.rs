@@ -9,13 +9,17 @@
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>) exactly as
 //! `lambda_runtime` does inside Lambda: `GET .../invocation/next` long-polls for
 //! an event, then `POST .../invocation/{id}/response` or `.../error`. Each worker
-//! handles one invocation at a time; more workers give concurrent turns.
+//! is an execution environment with its own Runtime API endpoint
+//! ([`environment`]) and handles one invocation at a time; more workers give
+//! concurrent turns. A worker that dies fails the invocation it held, which is
+//! retried per the async invoke config, and is replaced.
 //! Asynchronous (`Event`) invokes queue until a worker is free
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html>).
 
+mod environment;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,8 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
+use tokio::process::Child;
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use crate::{DEV_ACCOUNT_ID, DEV_REGION};
 
@@ -86,6 +91,14 @@ struct InFlight {
     reply: Option<Reply>,
     payload: Value,
     attempt: u32,
+    /// The execution environment that took it.
+    environment: usize,
+}
+
+/// The supervisors of the running execution environments.
+struct Environments {
+    stop: watch::Sender<bool>,
+    supervisors: Vec<JoinHandle<()>>,
 }
 
 /// The Lambda service with one function.
@@ -103,7 +116,9 @@ struct Inner {
     duplicates: std::sync::atomic::AtomicUsize,
     outcomes: broadcast::Sender<InvocationOutcome>,
     metrics: broadcast::Sender<Value>,
-    children: Mutex<Vec<Child>>,
+    environments: Mutex<Option<Environments>>,
+    /// Each environment's process id, while it runs.
+    pids: std::sync::Mutex<Vec<Option<u32>>>,
     /// When the workers were spawned, and when the first `next` arrived.
     init: std::sync::Mutex<(Option<std::time::Instant>, Option<std::time::Instant>)>,
 }
@@ -122,7 +137,8 @@ impl LambdaService {
                 in_flight: Mutex::new(HashMap::new()),
                 outcomes,
                 metrics,
-                children: Mutex::new(Vec::new()),
+                environments: Mutex::new(None),
+                pids: std::sync::Mutex::new(Vec::new()),
                 init: std::sync::Mutex::new((None, None)),
                 duplicates: std::sync::atomic::AtomicUsize::new(0),
             }),
@@ -196,45 +212,79 @@ impl LambdaService {
         self.inner.metrics.subscribe()
     }
 
-    /// Starts the worker processes against the Runtime API at `runtime_api`
-    /// (`host:port`, Lambda's `AWS_LAMBDA_RUNTIME_API`).
+    /// Starts the execution environments, each with its own Runtime API
+    /// endpoint (see [`environment`]), and supervises them: an environment
+    /// whose process dies fails the invocation it held and is replaced.
     ///
     /// # Errors
     ///
-    /// The I/O error of spawning a worker (e.g. no such program); workers
-    /// spawned before it keep running.
-    pub async fn start_workers(&self, runtime_api: &str) -> std::io::Result<()> {
-        let config = &self.inner.config;
-        let mut children = self.inner.children.lock().await;
+    /// The I/O error of binding an endpoint or spawning a worker (e.g. no
+    /// such program); environments started before it keep running.
+    pub async fn start_workers(&self) -> std::io::Result<()> {
+        let workers = self.inner.config.workers;
+        let mut environments = self.inner.environments.lock().await;
+        if let Ok(mut pids) = self.inner.pids.lock() {
+            *pids = vec![None; workers];
+        }
         if let Ok(mut init) = self.inner.init.lock() {
             *init = (Some(std::time::Instant::now()), None);
         }
-        for n in 0..config.workers {
-            let mut command = Command::new(&config.command.program);
-            command
-                .args(&config.command.args)
-                .envs(lambda_environment(config, runtime_api))
-                .envs(config.environment.iter().cloned())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            let mut child = command.spawn()?;
-            forward_logs(&mut child, n, &self.inner.metrics);
-            children.push(child);
+        let (stop, stopped) = watch::channel(false);
+        let running = environments.insert(Environments {
+            stop,
+            supervisors: Vec::new(),
+        });
+        for index in 0..workers {
+            let started = environment::start(self, index).await?;
+            running
+                .supervisors
+                .push(tokio::spawn(environment::supervise(
+                    self.clone(),
+                    index,
+                    started,
+                    stopped.clone(),
+                )));
         }
         Ok(())
     }
 
-    /// The process ids of the workers.
+    /// The process ids of the running workers.
     pub async fn worker_pids(&self) -> Vec<u32> {
         self.inner
-            .children
+            .pids
+            .lock()
+            .map(|pids| pids.iter().flatten().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn set_pid(&self, index: usize, pid: Option<u32>) {
+        if let Ok(mut pids) = self.inner.pids.lock()
+            && let Some(slot) = pids.get_mut(index)
+        {
+            *slot = pid;
+        }
+    }
+
+    /// Environment `index`'s process exited with `status`: the invocation it
+    /// held fails as Lambda reports it (`Runtime.ExitError`), and is retried
+    /// if it was asynchronous and has retries left.
+    async fn environment_died(&self, index: usize, status: &str) {
+        let held: Vec<String> = self
+            .inner
+            .in_flight
             .lock()
             .await
             .iter()
-            .filter_map(Child::id)
-            .collect()
+            .filter(|(_, f)| f.environment == index)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for request_id in held {
+            let error = json!({
+                "errorType": "Runtime.ExitError",
+                "errorMessage": format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
+            });
+            self.finish(&request_id, Err(error)).await;
+        }
     }
 
     /// Cold start: from spawning the workers to the first `invocation/next`
@@ -244,17 +294,19 @@ impl LambdaService {
         Some(init.1?.duration_since(init.0?))
     }
 
-    /// Stops the worker processes.
+    /// Stops the worker processes (no environment is started again).
     pub async fn stop_workers(&self) {
-        let mut children = self.inner.children.lock().await;
-        for child in children.iter_mut() {
-            let _ = child.kill().await;
+        let Some(environments) = self.inner.environments.lock().await.take() else {
+            return;
+        };
+        let _ = environments.stop.send(true);
+        for supervisor in environments.supervisors {
+            let _ = supervisor.await;
         }
-        children.clear();
     }
 
-    /// The Runtime API routes, under `/2018-06-01/runtime`.
-    pub fn router(&self) -> Router {
+    /// The Runtime API routes of environment `index`, under `/2018-06-01/runtime`.
+    fn environment_router(&self, index: usize) -> Router {
         Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
             .route(
@@ -266,7 +318,10 @@ impl LambdaService {
                 post(invocation_error),
             )
             .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(self.clone())
+            .with_state(EnvironmentApi {
+                service: self.clone(),
+                index,
+            })
     }
 
     async fn finish(&self, request_id: &str, result: Result<Value, Value>) -> bool {
@@ -364,10 +419,18 @@ async fn forward_lines(
     }
 }
 
+/// One environment's view of the service: what its Runtime API serves.
+#[derive(Clone)]
+struct EnvironmentApi {
+    service: LambdaService,
+    index: usize,
+}
+
 /// `GET /runtime/invocation/next`: long-polls for the next event and hands it
 /// over with the headers `lambda_runtime` reads (request id, deadline, ARN,
 /// trace id).
-async fn next_invocation(State(service): State<LambdaService>) -> Response {
+async fn next_invocation(State(api): State<EnvironmentApi>) -> Response {
+    let service = api.service;
     if let Ok(mut init) = service.inner.init.lock() {
         init.1.get_or_insert_with(std::time::Instant::now);
     }
@@ -388,6 +451,7 @@ async fn next_invocation(State(service): State<LambdaService>) -> Response {
         reply: invocation.reply,
         payload: invocation.payload.clone(),
         attempt: invocation.attempt,
+        environment: api.index,
     };
     service
         .inner
@@ -424,24 +488,24 @@ async fn next_invocation(State(service): State<LambdaService>) -> Response {
 
 /// `POST /runtime/invocation/{id}/response`: the function's result.
 async fn invocation_response(
-    State(service): State<LambdaService>,
+    State(api): State<EnvironmentApi>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    accepted(service.finish(&id, Ok(value)).await)
+    accepted(api.service.finish(&id, Ok(value)).await)
 }
 
 /// `POST /runtime/invocation/{id}/error`: the function failed this invocation.
 async fn invocation_error(
-    State(service): State<LambdaService>,
+    State(api): State<EnvironmentApi>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let value = serde_json::from_slice(&body)
         .unwrap_or_else(|_| json!({"errorType": "Unhandled", "errorMessage": ""}));
     tracing::warn!(target: "lambda", request_id = %id, error = %value, "invocation failed");
-    accepted(service.finish(&id, Err(value)).await)
+    accepted(api.service.finish(&id, Err(value)).await)
 }
 
 /// `POST /runtime/init/error`: the function failed before its first invocation.
