@@ -323,3 +323,88 @@ async fn a_worker_killed_mid_turn_is_ended_by_the_retry_as_interrupted() {
     stack.shutdown().await;
     let _ = std::fs::remove_dir_all(&data);
 }
+
+const TURN_CHUNKS: &str = "query ($c: ID!, $t: ID!, $after: Int, $next: String) {
+  turnChunks(conversationId: $c, turnId: $t, afterSeq: $after, nextToken: $next) {
+    items { conversationId turnId owner seq text done stopReason usage { inputTokens outputTokens totalTokens } error { errorType message retryable } }
+    nextToken
+  }
+}";
+
+/// `turnChunks` as the token's user, every page.
+async fn turn_chunks(
+    stack: &Stack,
+    token: &str,
+    conversation: &str,
+    turn: &str,
+    after: i64,
+) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let body = json!({"query": TURN_CHUNKS, "variables": {"c": conversation, "t": turn, "after": after, "next": next}});
+        let (status, body) = post(stack, &[("authorization", token)], &body).await;
+        assert_eq!(status, 200, "{body}");
+        let page = &body["data"]["turnChunks"];
+        assert!(page.is_object(), "{body}");
+        for item in page["items"].as_array().expect("items") {
+            chunks.push(serde_json::from_value(item.clone()).expect("a chunk"));
+        }
+        match page["nextToken"].as_str() {
+            Some(token) => next = Some(token.to_owned()),
+            None => return chunks,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_cut_off_mid_turn_recovers_the_rest_with_turn_chunks() {
+    let data = data_dir("recover");
+    let stack = stack_on(&data, 100.0).await;
+    let token = stack.token("alice");
+    let client = connect(&stack, &token).await;
+    let mut subscription = subscribe(&client, "conv-x").await;
+    let mut outcomes = stack.lambda.outcomes();
+    send_prompt(&stack, &token, "conv-x", "turn-x", FIRST, Some(100)).await;
+    let until = tokio::time::Instant::now() + TURN_TIMEOUT;
+    let mut assembler = appsync_client::TurnAssembler::new();
+    let mut seen = String::new();
+    let mut after = -1;
+    for _ in 0..3 {
+        for chunk in assembler.push(next_chunk(&mut subscription, until).await) {
+            seen.push_str(&chunk.text);
+            after = chunk.seq;
+        }
+    }
+    // The socket goes: the rest of the turn is published to nobody.
+    drop(subscription);
+    drop(client);
+    tokio::time::timeout(TURN_TIMEOUT, outcomes.recv())
+        .await
+        .expect("the invocation ends")
+        .expect("an outcome");
+
+    assert!(after >= 0, "some chunks arrived");
+    let missed = turn_chunks(&stack, &token, "conv-x", "turn-x", after).await;
+    assert!(
+        missed
+            .iter()
+            .all(|c| c.seq > after && c.owner == devstack::cognito::sub_for("alice"))
+    );
+    for chunk in missed {
+        for ready in assembler.push(chunk) {
+            seen.push_str(&ready.text);
+        }
+    }
+    assert!(
+        assembler.finished().is_some(),
+        "the terminal chunk was recovered"
+    );
+    assert_eq!(
+        seen,
+        scripted_answer(FIRST, Some(100)).0,
+        "the whole answer, once"
+    );
+    stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+}
