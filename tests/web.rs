@@ -13,8 +13,27 @@
 //!   pages on one conversation id; bob's page receives nothing of alice's turn.
 //! - `browser_page_reconnects_after_the_socket_drops`: the devstack cuts every
 //!   real-time socket; the page subscribes again and finishes a new turn.
+//! - `browser_renders_markdown_lists_and_code`: an answer with a list, an
+//!   ordered list and a fenced code block (the scripted model's Markdown
+//!   passage, asked for with a prompt starting `/markdown`) shows as `<ul>`,
+//!   `<ol>` and `<pre><code>`.
+//! - `browser_keeps_html_from_the_model_inert`: answers echoing `<img
+//!   onerror>`, `<svg onload>`, `<script>` and `javascript:` links show them
+//!   as text; no handler runs, live or read back after a reload.
+//! - `browser_recovers_an_answer_cut_by_a_socket_drop`: the devstack cuts
+//!   every real-time socket mid-answer; the page fills the gap with
+//!   `turnChunks` and shows the whole answer exactly once; a second answer
+//!   cut by a reload is resumed from the store and finished exactly once.
+//! - `browser_reload_shows_history_and_a_follow_up_continues`: after a reload
+//!   the conversation's turns are shown again (`listMessages`), and a
+//!   follow-up reaches the model with the first turn as history; the list of
+//!   conversations, opening one, and deleting one.
 //! - `web_example_unit_tests_pass`: the page's own unit tests (`npm test`),
 //!   without a browser.
+//!
+//! Every page stack has a local DynamoDB (as `devstack up` does), so the
+//! page's conversations API works; its data goes to a temporary directory
+//! removed at the end of the test.
 //!
 //! What it needs is installed on first use: Debian's `chromium`
 //! (`scripts/install-chromium`, root or sudo), the pinned `playwright-core`
@@ -32,9 +51,10 @@ use std::time::Duration;
 use common::*;
 use devstack::Stack;
 use devstack::appsync::faults::PublishFault;
+use devstack::bedrock::model::{ChatMessage, Role};
 use devstack::bedrock::scripted_answer;
 use devstack::testing::node::{events, one};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long one run of `browser.mjs` may take (it stops itself after 90 s).
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
@@ -148,14 +168,35 @@ fn copy_sources(from: &Path, to: &Path) {
     }
 }
 
+/// The local DynamoDB's data directory of one test, removed when dropped.
+struct DataDir(PathBuf);
+
+impl DataDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("web-{}", uuid::Uuid::new_v4())))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A stack serving the built page over HTTPS, its scripted model paced at
-/// `tokens_per_second` so a person (and the sampler) can watch it stream.
-async fn page_stack(browser: &Browser, tokens_per_second: f64) -> Stack {
-    tls_stack_with(resolver(), |c| {
+/// `tokens_per_second` so a person (and the sampler) can watch it stream,
+/// with a local DynamoDB for the conversations API (its data in the returned
+/// directory: keep it until the stack is shut down).
+async fn page_stack(browser: &Browser, tokens_per_second: f64) -> (Stack, DataDir) {
+    let data = DataDir::new();
+    let stack = tls_stack_with(resolver(), |c| {
         c.web_dir = Some(browser.page_dir.clone());
         c.bedrock.scripted_tokens_per_second = tokens_per_second;
+        c.dynamodb = Some(dynamodb_config(&data.0));
     })
-    .await
+    .await;
+    assert!(stack.dynamodb.is_some(), "the local DynamoDB started");
+    (stack, data)
 }
 
 /// Runs one scenario of `browser.mjs` against `stack`, one browser at a
@@ -179,6 +220,18 @@ async fn run(
 
 fn turns(all: &[Value]) -> Vec<&Value> {
     events(all, "turn")
+}
+
+/// The `active` events: what could run in the page, and its canary.
+fn active(all: &[Value]) -> Vec<&Value> {
+    events(all, "active")
+}
+
+fn said(role: Role, text: &Value) -> ChatMessage {
+    ChatMessage {
+        role,
+        text: text.as_str().expect("a text").to_owned(),
+    }
 }
 
 /// The turn's text is exactly the scripted model's answer to its prompt.
@@ -219,7 +272,7 @@ async fn browser_streams_an_answer_progressively() {
         eprintln!("skipped: WEB_TEST=skip");
         return;
     };
-    let stack = page_stack(browser, 40.0).await;
+    let (stack, _data) = page_stack(browser, 40.0).await;
     // The first publish reaches AppSync but its answer is lost, so the
     // resolver sends it again: the page receives that chunk twice and must
     // show it once.
@@ -270,7 +323,7 @@ async fn browser_stop_cancels_a_long_answer() {
     };
     let max_tokens = 400;
     // At 20 tokens a second the scripted answer takes several seconds.
-    let stack = page_stack(browser, 20.0).await;
+    let (stack, _data) = page_stack(browser, 20.0).await;
     let env = [("MAX_TOKENS", max_tokens.to_string())];
     let (events, ok) = run(browser, &stack, "stop", &env, |_| None).await;
     assert!(ok, "browser.mjs stop failed: {events:#?}");
@@ -295,7 +348,7 @@ async fn browser_pages_of_two_users_see_only_their_own_chunks() {
         eprintln!("skipped: WEB_TEST=skip");
         return;
     };
-    let stack = page_stack(browser, 200.0).await;
+    let (stack, _data) = page_stack(browser, 200.0).await;
     let (events, ok) = run(browser, &stack, "isolation", &[], |_| None).await;
     assert!(ok, "browser.mjs isolation failed: {events:#?}");
     let turn = turns(&events)[0];
@@ -313,7 +366,7 @@ async fn browser_page_reconnects_after_the_socket_drops() {
         eprintln!("skipped: WEB_TEST=skip");
         return;
     };
-    let stack = page_stack(browser, 200.0).await;
+    let (stack, _data) = page_stack(browser, 200.0).await;
     let appsync = stack.appsync.clone();
     let (events, ok) = run(browser, &stack, "reconnect", &[], |event| {
         (event["event"] == "waiting").then(|| {
@@ -335,5 +388,133 @@ async fn browser_page_reconnects_after_the_socket_drops() {
     let turn = turns(&events)[0];
     assert_eq!(turn["state"], "done");
     assert_scripted_answer(turn, None);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_renders_markdown_lists_and_code() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let (stack, _data) = page_stack(browser, 200.0).await;
+    let (events, ok) = run(browser, &stack, "markdown", &[], |_| None).await;
+    assert!(ok, "browser.mjs markdown failed: {events:#?}");
+    let turn = turns(&events)[0];
+    assert_eq!(turn["state"], "done");
+    assert_scripted_answer(turn, None);
+    let shape = one(&events, "markdown");
+    assert!(shape["listItems"].as_u64() >= Some(2), "{shape}");
+    assert!(shape["orderedItems"].as_u64() >= Some(2), "{shape}");
+    assert!(
+        shape["codeBlocks"]
+            .as_array()
+            .is_some_and(|blocks| !blocks.is_empty()),
+        "{shape}"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_keeps_html_from_the_model_inert() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let (stack, _data) = page_stack(browser, 200.0).await;
+    let (events, ok) = run(browser, &stack, "hostile", &[], |_| None).await;
+    assert!(ok, "browser.mjs hostile failed: {events:#?}");
+    let answered = turns(&events);
+    assert_eq!(answered.len(), 3, "{events:#?}");
+    for turn in answered {
+        assert_eq!(turn["state"], "done");
+        assert_scripted_answer(turn, None);
+    }
+    let checks = active(&events);
+    assert_eq!(
+        checks.len(),
+        2,
+        "checked live and after the reload: {events:#?}"
+    );
+    for found in checks {
+        assert!(found["pwned"].is_null(), "a handler ran: {found}");
+        assert_eq!(found["embedded"], 0, "{found}");
+        assert_eq!(found["handlers"], json!([]), "{found}");
+        assert_eq!(found["links"], json!([]), "{found}");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_recovers_an_answer_cut_by_a_socket_drop() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    // At 20 tokens a second the answer takes ~10 s: the drop (and Amplify's
+    // 5 s before it reconnects) falls in the middle of it.
+    let (stack, _data) = page_stack(browser, 20.0).await;
+    let appsync = stack.appsync.clone();
+    let (events, ok) = run(browser, &stack, "recover", &[], |event| {
+        (event["event"] == "waiting").then(|| {
+            appsync.drop_realtime_connections();
+            "dropped".to_owned()
+        })
+    })
+    .await;
+    assert!(ok, "browser.mjs recover failed: {events:#?}");
+    one(&events, "notReady");
+    one(&events, "readyAgain");
+    let answered = turns(&events);
+    assert_eq!(
+        answered.len(),
+        2,
+        "the cut answer and the reloaded one: {events:#?}"
+    );
+    for turn in answered {
+        assert_eq!(turn["state"], "done");
+        // The whole answer, each fragment once.
+        assert_scripted_answer(turn, None);
+    }
+    let recovery = one(&events, "recovery");
+    assert!(
+        recovery["chunksMerged"].as_u64() > Some(0),
+        "the page took no chunk from turnChunks: {recovery}"
+    );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_reload_shows_history_and_a_follow_up_continues() {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let (stack, _data) = page_stack(browser, 200.0).await;
+    let (events, ok) = run(browser, &stack, "history", &[], |_| None).await;
+    assert!(ok, "browser.mjs history failed: {events:#?}");
+    let answered = turns(&events);
+    assert_eq!(answered.len(), 2, "{events:#?}");
+    let (first, second) = (answered[0], answered[1]);
+    assert_scripted_answer(first, None);
+    assert_scripted_answer(second, None);
+    let reloaded = &one(&events, "reloaded")["turns"][0];
+    assert_eq!(reloaded["text"], first["text"], "the reloaded answer");
+
+    // The follow-up went to the model with the first turn before it.
+    let expected = [
+        said(Role::User, &first["prompt"]),
+        said(Role::Assistant, &first["text"]),
+        said(Role::User, &second["prompt"]),
+    ];
+    let given = stack.bedrock.conversations();
+    assert!(
+        given.iter().any(|messages| messages[..] == expected[..]),
+        "no model call had the first turn as history: {given:#?}"
+    );
+    let listed = one(&events, "conversations")["ids"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(listed, 1, "one conversation is left after the deletion");
     stack.shutdown().await;
 }

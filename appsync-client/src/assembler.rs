@@ -5,6 +5,10 @@
 //! before sending the prompt, order by `seq`, drop repeats (the resolver
 //! resends a chunk with the same `seq` when a publish may or may not have
 //! reached AppSync), finish on the terminal chunk (`done: true`).
+//!
+//! And when chunks went missing (a dropped socket, a `seq` gap that does not
+//! fill): ask `turnChunks` for everything after [`TurnAssembler::after_seq`]
+//! ([`crate::turn_chunks`]) and push it in; what was already here is dropped.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +55,34 @@ impl TurnAssembler {
     pub fn finished(&self) -> Option<&Chunk> {
         self.finished.as_ref()
     }
+
+    /// The highest `seq` up to which every chunk has arrived (and been
+    /// released by [`TurnAssembler::push`]); `None` before `seq` 0.
+    pub fn contiguous_seq(&self) -> Option<i64> {
+        if self.next_seq > 0 {
+            Some(self.next_seq - 1)
+        } else {
+            None
+        }
+    }
+
+    /// The `afterSeq` with which `turnChunks` answers exactly what is missing:
+    /// [`TurnAssembler::contiguous_seq`], or -1 before `seq` 0.
+    pub fn after_seq(&self) -> i64 {
+        self.next_seq - 1
+    }
+
+    /// True while chunks are held back waiting for an earlier `seq` that has
+    /// not arrived (a gap); false once it fills, and after the terminal chunk.
+    pub fn gap_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// True when a chunk with this `seq` would be new here: the turn is not
+    /// over, it is not released yet, and it is not held back already.
+    pub fn is_new(&self, seq: i64) -> bool {
+        self.finished.is_none() && seq >= self.next_seq && !self.pending.contains_key(&seq)
+    }
 }
 
 #[cfg(test)]
@@ -87,5 +119,36 @@ mod tests {
         assert_eq!(last.len(), 1);
         assert!(a.finished().is_some());
         assert!(a.push(chunk(3, "late", false)).is_empty());
+    }
+
+    #[test]
+    fn reports_the_contiguous_seq_and_a_pending_gap() {
+        let mut a = TurnAssembler::new();
+        assert_eq!((a.contiguous_seq(), a.after_seq()), (None, -1));
+        assert!(!a.gap_pending());
+        assert!(a.is_new(0));
+        assert_eq!(a.push(chunk(0, "a", false)).len(), 1);
+        assert_eq!((a.contiguous_seq(), a.after_seq()), (Some(0), 0));
+        // 1 and 2 are missing; 3 is held.
+        assert!(a.push(chunk(3, "d", false)).is_empty());
+        assert!(a.gap_pending());
+        assert_eq!(a.after_seq(), 0);
+        assert!(!a.is_new(0) && a.is_new(1) && !a.is_new(3));
+        // Recovery pushes 1 to 4 (3 again): each released once, in order.
+        let released: Vec<i64> = [
+            chunk(1, "b", false),
+            chunk(2, "c", false),
+            chunk(3, "d", false),
+        ]
+        .into_iter()
+        .flat_map(|c| a.push(c))
+        .map(|c| c.seq)
+        .collect();
+        assert_eq!(released, [1, 2, 3]);
+        assert!(!a.gap_pending());
+        assert_eq!(a.contiguous_seq(), Some(3));
+        assert_eq!(a.push(chunk(4, "", true)).len(), 1);
+        assert_eq!(a.after_seq(), 4);
+        assert!(!a.is_new(5));
     }
 }

@@ -1,15 +1,17 @@
 //! Place in the data path: the words every hop speaks. The GraphQL documents
 //! that cross AppSync (`publishChunk` from the resolver, `onChunk` to the
 //! subscriber, `sendPrompt` and `cancelTurn` from the client, `onCancel` back to
-//! the resolver), each checked against `schema.graphql` at compile time by
-//! `graphql_client`, and the chunk types generated from the schema's
-//! `ChunkInput`.
+//! the resolver, and the client's queries of the stored conversation:
+//! `listConversations`, `listMessages`, `turnChunks`), each checked against
+//! `schema.graphql` at compile time by `graphql_client`, and the chunk types
+//! generated from the schema's `ChunkInput`.
 //!
 //! The `.graphql` files live in `graphql/` beside this crate's `Cargo.toml`.
 //! AppSync sends a subscriber only the fields the *mutation's* selection set
 //! names (<https://docs.aws.amazon.com/appsync/latest/devguide/aws-appsync-real-time-data.html>),
 //! so `publish_chunk.graphql` and `on_chunk.graphql` both select every field
-//! of `Chunk`; a unit test keeps them equal.
+//! of `Chunk`; a unit test keeps them equal, and keeps `turn_chunks.graphql`'s
+//! items the same selection, so a recovered chunk reads into the same type.
 
 // The derive's output (types per document, with serde attributes naming the
 // schema's fields) has no doc comments of its own and includes response types
@@ -58,9 +60,36 @@ mod generated {
         response_derives = "Debug"
     )]
     pub struct OnCancel;
+
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "../schema.graphql",
+        query_path = "graphql/list_conversations.graphql",
+        response_derives = "Debug"
+    )]
+    pub struct ListConversations;
+
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "../schema.graphql",
+        query_path = "graphql/list_messages.graphql",
+        response_derives = "Debug"
+    )]
+    pub struct ListMessages;
+
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "../schema.graphql",
+        query_path = "graphql/turn_chunks.graphql",
+        response_derives = "Debug"
+    )]
+    pub struct TurnChunks;
 }
 
 pub(crate) use generated::publish_chunk::{ChunkErrorInput, ChunkInput, UsageInput};
+pub(crate) use generated::{
+    ListConversations, ListMessages, TurnChunks, list_conversations, list_messages, turn_chunks,
+};
 
 /// `mutation PublishChunk($input: ChunkInput!)`: the resolver's one mutation,
 /// IAM-signed; its selection set is every field of `Chunk`.
@@ -81,6 +110,19 @@ pub const CANCEL_TURN: &str = generated::cancel_turn::QUERY;
 /// `subscription OnCancel($turnId: ID!, $owner: ID!)`: the resolver's cancel
 /// signal for one turn of one owner (IAM only).
 pub const ON_CANCEL: &str = generated::on_cancel::QUERY;
+
+/// `query ListConversations($limit: Int, $nextToken: String)`: one page of the
+/// caller's conversations, most recently updated first (Cognito only).
+pub const LIST_CONVERSATIONS: &str = generated::list_conversations::QUERY;
+
+/// `query ListMessages($conversationId: ID!, $limit: Int, $nextToken: String)`:
+/// one page of a conversation's messages, oldest first (Cognito only).
+pub const LIST_MESSAGES: &str = generated::list_messages::QUERY;
+
+/// `query TurnChunks($conversationId: ID!, $turnId: ID!, $afterSeq: Int,
+/// $limit: Int, $nextToken: String)`: one page of a turn's stored chunks after
+/// `afterSeq`, in `seq` order, every field of `Chunk` selected (Cognito only).
+pub const TURN_CHUNKS: &str = generated::turn_chunks::QUERY;
 
 /// The HTTP body of a `publishChunk` request for `chunk`:
 /// `{"variables":{"input":<chunk>},"query":PUBLISH_CHUNK,"operationName":"PublishChunk"}`.
@@ -125,6 +167,41 @@ mod tests {
             "retryable",
         ] {
             assert!(ON_CHUNK.contains(field), "{field}");
+        }
+    }
+
+    #[test]
+    fn recovered_chunks_select_the_same_fields_as_subscribed_ones() {
+        // The onChunk selection set, without the operation's closing brace.
+        let subscribed = selection(ON_CHUNK, "onChunk");
+        let chunk_fields = subscribed
+            .strip_suffix(" }")
+            .expect("the operation's brace");
+        let recovered = selection(TURN_CHUNKS, "turnChunks");
+        assert!(
+            recovered.starts_with(&format!("{{ items {chunk_fields} nextToken }}")),
+            "{recovered}"
+        );
+    }
+
+    #[test]
+    fn the_queries_page_with_next_token() {
+        for (document, field) in [
+            (
+                LIST_CONVERSATIONS,
+                "listConversations(limit: $limit, nextToken: $nextToken)",
+            ),
+            (
+                LIST_MESSAGES,
+                "listMessages(conversationId: $conversationId, limit: $limit, nextToken: $nextToken)",
+            ),
+            (
+                TURN_CHUNKS,
+                "afterSeq: $afterSeq, limit: $limit, nextToken: $nextToken)",
+            ),
+        ] {
+            assert!(document.contains(field), "{document}");
+            assert!(document.contains("nextToken\n"), "{document}");
         }
     }
 

@@ -21,20 +21,43 @@
 //! - [`realtime`]: AppSync's real-time WebSocket protocol (`graphql-ws`):
 //!   connect, subscribe, keep-alive, stop, with Cognito, IAM or API key auth.
 //! - [`assembler`]: the last hop, chunks in `seq` order, repeats dropped, done
-//!   at the terminal chunk.
+//!   at the terminal chunk; it tells the `afterSeq` to recover from and
+//!   whether a gap is pending.
+//!
+//! Beside the path, `client --query--> AppSync --> the conversations table`:
+//!
+//! - [`query`]: a signed-in user's paged query over HTTP (token, `nextToken`
+//!   followed to the end, AppSync's first error as [`QueryError`]).
+//! - [`history`]: what a conversation has been, `listConversations` and
+//!   `listMessages`.
+//! - [`recovery`]: `turnChunks`, the chunks a subscriber missed, to push into
+//!   its [`TurnAssembler`].
 
 pub mod assembler;
 pub mod chunk;
 pub mod documents;
 pub mod endpoint;
+pub mod history;
 pub mod mutation;
+pub mod query;
 pub mod realtime;
+pub mod recovery;
 pub mod sigv4;
 
 pub use assembler::TurnAssembler;
 pub use chunk::{Chunk, ChunkError, Usage, chunk_from_payload};
-pub use documents::{CANCEL_TURN, ON_CANCEL, ON_CHUNK, PUBLISH_CHUNK, SEND_PROMPT};
+pub use documents::{
+    CANCEL_TURN, LIST_CONVERSATIONS, LIST_MESSAGES, ON_CANCEL, ON_CHUNK, PUBLISH_CHUNK,
+    SEND_PROMPT, TURN_CHUNKS,
+};
 pub use endpoint::realtime_url_for;
+/// A conversation's stored messages and the caller's conversations, read back
+/// (`listMessages`, `listConversations`), every page of them.
+pub use history::{Conversation, Message, list_conversations, list_messages};
 pub use mutation::{MutationError, cancel_turn, send_prompt, send_prompt_variables};
+/// Why a query failed, with AppSync's first error (`errorType`, `message`).
+pub use query::{GraphQlError, QueryError};
 pub use realtime::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription};
+/// The stored chunks of a turn after a `seq`, for a subscriber that missed some.
+pub use recovery::turn_chunks;
 pub use sigv4::{CredentialsCache, CredentialsError, SignError, sign_graphql_post, sign_headers};

@@ -8,23 +8,31 @@
 //! 2. for each prompt, send `sendPrompt` over HTTP with a turn id chosen here,
 //!    so the turn's chunks can be told apart from any other turn's;
 //! 3. print that turn's chunks in `seq` order (dropping repeats) until the
-//!    terminal chunk (`done: true`).
+//!    terminal chunk (`done: true`);
+//! 4. when chunks go missing (the connection is lost and opened again, a `seq`
+//!    gap does not fill, the turn goes quiet), fetch them with `turnChunks`
+//!    after the last `seq` in order, and push them through the same assembler.
 //!
 //! Ctrl-C during a turn sends `cancelTurn`; Ctrl-C at the prompt quits.
+//! `--conversation ID` continues a conversation (the model is given its
+//! earlier turns); `/history` prints it so far (`listMessages`).
 
+mod history;
 mod input;
+mod link;
 mod output;
+mod recovery;
 mod turn;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use appsync_client::ON_CHUNK;
 use appsync_client::realtime_url_for;
-use appsync_client::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::Value;
+use tokio::sync::mpsc;
 
+use crate::link::Link;
 use crate::output::Output;
 use crate::turn::{Session, TurnEnd};
 
@@ -44,8 +52,9 @@ struct Args {
     /// A Cognito user pool ID token (the raw JWT).
     #[arg(long, env = "COGNITO_ID_TOKEN", hide_env_values = true)]
     token: String,
-    /// The conversation to talk in; a new one (a fresh UUID) when absent.
-    #[arg(long)]
+    /// The conversation to talk in, e.g. one to continue (its earlier turns
+    /// are given to the model); a new one (a fresh UUID) when absent.
+    #[arg(long, visible_alias = "conversation", value_name = "ID")]
     conversation_id: Option<String>,
     /// The Bedrock model id; the API's default when absent.
     #[arg(long)]
@@ -79,11 +88,17 @@ async fn chat(args: Args) -> anyhow::Result<ExitCode> {
         None => realtime_url_for(&args.graphql_url)
             .with_context(|| format!("{} is not an http(s) URL", args.graphql_url))?,
     };
-    let client = connect(&realtime_url, &args).await?;
+    let continued = args.conversation_id.is_some();
     let conversation_id = args
         .conversation_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let subscription = subscribe(&client, &conversation_id).await?;
+    let link = Link::open(
+        realtime_url,
+        args.graphql_url.clone(),
+        args.token.clone(),
+        conversation_id.clone(),
+    )
+    .await?;
     let mut session = Session {
         http: reqwest::Client::new(),
         graphql_url: args.graphql_url,
@@ -91,10 +106,21 @@ async fn chat(args: Args) -> anyhow::Result<ExitCode> {
         conversation_id,
         model_id: args.model_id,
         max_tokens: args.max_tokens,
-        client,
-        subscription,
+        link,
         output: Output { json: args.json },
     };
+    eprintln!("{}", output::opening(&session.conversation_id, continued));
+    let ended = converse(&mut session, &mut interrupts).await;
+    eprintln!("{}", output::closing(&session.conversation_id));
+    ended
+}
+
+/// The prompt loop: one turn per line of stdin, `/history` on request,
+/// until end of input or Ctrl-C.
+async fn converse(
+    session: &mut Session,
+    interrupts: &mut mpsc::UnboundedReceiver<()>,
+) -> anyhow::Result<ExitCode> {
     let mut prompts = input::prompts();
     loop {
         input::show_prompt();
@@ -110,65 +136,14 @@ async fn chat(args: Args) -> anyhow::Result<ExitCode> {
         if prompt.is_empty() {
             continue;
         }
-        if session.run(prompt, &mut interrupts).await? == TurnEnd::Quit {
+        if prompt == history::COMMAND {
+            history::show(session).await?;
+            continue;
+        }
+        if session.run(prompt, interrupts).await? == TurnEnd::Quit {
             return Ok(ExitCode::from(INTERRUPTED));
         }
     }
-}
-
-/// Opens the real-time WebSocket, authorized with the user's ID token.
-async fn connect(realtime_url: &str, args: &Args) -> anyhow::Result<RealtimeClient> {
-    RealtimeClient::connect(
-        realtime_url,
-        &args.graphql_url,
-        RealtimeAuth::Token(args.token.clone()),
-        HeaderTransport::Subprotocol,
-    )
-    .await
-    .map_err(|error| explain(error, realtime_url))
-}
-
-/// Subscribes to the conversation's chunks; returns after `start_ack`.
-async fn subscribe(client: &RealtimeClient, conversation_id: &str) -> anyhow::Result<Subscription> {
-    client
-        .subscribe(ON_CHUNK, json!({ "conversationId": conversation_id }))
-        .await
-        .map_err(|error| match error {
-            RealtimeError::Subscription(errors) => anyhow::anyhow!(
-                "AppSync refused the onChunk subscription: {}",
-                describe_errors(&errors)
-            ),
-            other => anyhow::anyhow!("could not subscribe: {other}"),
-        })
-}
-
-/// A one-line, actionable message for a failed connection.
-fn explain(error: RealtimeError, realtime_url: &str) -> anyhow::Error {
-    match error {
-        RealtimeError::ConnectionRefused(errors) => {
-            let hint = if error_type_of(&errors).contains("Unauthorized") {
-                " (is --token a current Cognito ID token of this API's user pool?)"
-            } else {
-                ""
-            };
-            anyhow::anyhow!(
-                "AppSync refused the connection: {}{hint}",
-                describe_errors(&errors)
-            )
-        }
-        RealtimeError::Connect(reason) => {
-            anyhow::anyhow!("could not reach the real-time endpoint {realtime_url}: {reason}")
-        }
-        other => anyhow::anyhow!("could not connect to {realtime_url}: {other}"),
-    }
-}
-
-/// The `errorType` of the first error in AppSync's `errors` array.
-fn error_type_of(errors: &Value) -> &str {
-    errors
-        .pointer("/0/errorType")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// AppSync's `errors` array as `Type: message; Type: message`.

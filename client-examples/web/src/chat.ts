@@ -9,9 +9,13 @@
 //     completes anyway, this module subscribes again with backoff (1 s, 2 s, 4 s,
 //     up to 10 s) and waits for the new `start_ack`;
 //   - sends `sendPrompt` with a client-chosen turnId, and `cancelTurn`.
+// It reports every (re)acknowledgement: chunks published while the socket was
+// down, or before the acknowledgement, never arrive here, and the caller
+// fetches them with `turnChunks` (recovery.ts).
 
-import { CONNECTION_STATE_CHANGE, generateClient, type GraphQLQuery, type GraphQLResult, type GraphQLSubscription } from 'aws-amplify/api';
+import { CONNECTION_STATE_CHANGE, type GraphQLSubscription } from 'aws-amplify/api';
 import { Hub } from 'aws-amplify/utils';
+import { describeError, graphqlClient, request } from './graphql';
 import type { Chunk } from './turns';
 
 // The same documents as the Rust client (src/client.rs).
@@ -43,6 +47,11 @@ export interface ChatListener {
   chunk(chunk: Chunk): void;
   /** Whether a prompt may be sent now (subscribed, acknowledged, connected). */
   ready(ready: boolean): void;
+  /**
+   * AppSync acknowledged the subscription (`start_ack`), the first time or
+   * again after a reconnect: chunks published before this were not delivered.
+   */
+  acknowledged(): void;
   /** Amplify's connection state, as its Hub reports it. */
   connectionState(state: string): void;
   /** A subscription failure in words, or null once it works again. */
@@ -67,7 +76,7 @@ export class ChatConnection {
   /** Every `onChunk` payload received, whoever's turn it is. */
   payloadsReceived = 0;
 
-  private readonly client = generateClient();
+  private readonly client = graphqlClient();
   private subscription: { unsubscribe(): void } | null = null;
   private stopHub: (() => void) | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
@@ -101,6 +110,7 @@ export class ChatConnection {
         this.attempt = 0;
         this.listener.problem(null);
         this.updateReady();
+        this.listener.acknowledged();
       }
     });
     this.subscribe();
@@ -118,22 +128,12 @@ export class ChatConnection {
 
   /** Starts a turn; the answer arrives on the subscription. Throws a `ChatError`. */
   async sendPrompt(input: PromptInput): Promise<void> {
-    await settle(
-      this.client.graphql<GraphQLQuery<{ sendPrompt: Turn }>>({
-        query: SEND_PROMPT,
-        variables: { input: { conversationId: this.conversationId, ...input } },
-      }),
-    );
+    await request<{ sendPrompt: Turn }>(SEND_PROMPT, { input: { conversationId: this.conversationId, ...input } });
   }
 
   /** Asks AppSync to stop one of the user's running turns. Throws a `ChatError`. */
   async cancelTurn(turnId: string): Promise<void> {
-    await settle(
-      this.client.graphql<GraphQLQuery<{ cancelTurn: Turn | null }>>({
-        query: CANCEL_TURN,
-        variables: { conversationId: this.conversationId, turnId },
-      }),
-    );
+    await request<{ cancelTurn: Turn | null }>(CANCEL_TURN, { conversationId: this.conversationId, turnId });
   }
 
   private subscribe(): void {
@@ -173,52 +173,4 @@ export class ChatConnection {
       this.listener.ready(ready);
     }
   }
-}
-
-// A mutation's result, or a `ChatError` whose message can be shown as is.
-async function settle<T>(request: Promise<GraphQLResult<T>>): Promise<T> {
-  try {
-    const result = await request;
-    if (result.errors?.length) throw result;
-    return result.data;
-  } catch (error) {
-    throw new ChatError(describeError(error), !isInvalidRequest(error));
-  }
-}
-
-// A request AppSync refused as invalid: sending it again as is cannot help.
-function isInvalidRequest(error: unknown): boolean {
-  const errors = (error as { errors?: { errorType?: string }[] })?.errors;
-  return Array.isArray(errors) && errors.some(e => /Validation|BadRequest|MalformedHttpRequest/i.test(e.errorType ?? ''));
-}
-
-/** A failed request, with a message fit to show the user. */
-export class ChatError extends Error {
-  constructor(
-    message: string,
-    /** False when the same request would be refused again. */
-    readonly retryable = true,
-  ) {
-    super(message);
-  }
-}
-
-// Amplify rejects with `{ data, errors: [{ message, errorType }] }` for GraphQL
-// errors, or with an `Error` for everything else.
-function describeError(error: unknown): string {
-  const errors = (error as { errors?: { message?: string; errorType?: string }[] })?.errors;
-  const first = Array.isArray(errors) ? errors[0] : undefined;
-  const type = first?.errorType ?? (error as { name?: string })?.name ?? '';
-  const message = first?.message ?? (error as { message?: string })?.message ?? '';
-  if (/unauthori[sz]ed|NotAuthorized|NoValidAuthTokens/i.test(type) || /unauthori[sz]ed/i.test(message)) {
-    return 'You are not signed in any more. Sign in again.';
-  }
-  if (/Throttl|TooManyRequests|LimitExceeded/i.test(type)) {
-    return 'Too many requests right now. Wait a moment and try again.';
-  }
-  if (/network|failed to fetch|connection/i.test(message) && !type.endsWith('Exception')) {
-    return 'Could not reach the server. Check your connection and try again.';
-  }
-  if (message) return message.length > 300 ? `${message.slice(0, 300)}…` : message;
-  return 'Something went wrong. Try again.';
 }

@@ -1,15 +1,18 @@
 // Place in the data path: AppSync -> **subscriber** (the wiring of the page).
 //
-// Loads config.json, signs the user in, subscribes to the conversation, and
-// connects the composer (Send, Stop) and the turns on screen:
-//   chunk from chat.ts -> turns.ts (seq order, repeats dropped) -> view.ts.
-// Send is enabled only while the subscription is acknowledged and connected.
-// A turn that was streaming when the socket dropped keeps its text; if its
-// last chunk has not come 30 s after the page is ready again, it is marked
-// interrupted (AppSync does not replay what a subscriber missed).
+// Loads config.json, signs the user in, lists their conversations and opens
+// one, and connects the composer (Send, Stop):
+//   onChunk (chat.ts) + turnChunks (recovery.ts) + listMessages (history.ts)
+//     -> turns.ts (seq order, repeats dropped) -> view.ts (Markdown, sanitized)
+// all for the open conversation (conversation.ts). The open conversation's id
+// is in the URL hash (`#conversation=ID`), so a reload shows it again and the
+// back button returns to the one before; a follow-up prompt goes to the same
+// conversationId. Send is enabled only while the subscription is acknowledged
+// and connected.
 //
-// For tests: window.chatDebug = { chunksReceived, turns() }, where
-// chunksReceived counts every onChunk payload this page received.
+// For tests: window.chatDebug = { chunksReceived, conversationId, recovery,
+// turns() }, where chunksReceived counts every onChunk payload this page
+// received and recovery counts the turnChunks fetches (recovery.ts).
 
 import './style.css';
 import {
@@ -21,13 +24,14 @@ import {
   signInDevstack,
   signOutUser,
 } from './auth';
-import { ChatConnection, ChatError } from './chat';
 import { loadConfig, type AppConfig } from './config';
-import { applyChunk, failTurn, newTurn, type Chunk, type Turn } from './turns';
+import { OpenConversation } from './conversation';
+import { ConversationListView, appendPage, titleOf, upsert, without } from './conversation-list';
+import { describeError } from './graphql';
+import type { RecoveryStats } from './recovery';
+import { deleteConversation, listConversations, type Conversation } from './store-api';
 import { TurnsView } from './view';
 
-const INTERRUPTED_AFTER_MS = 30_000;
-const CONVERSATION_KEY = 'chat.conversationId';
 const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -47,6 +51,7 @@ const ui = {
   signIn: $<HTMLButtonElement>('sign-in'),
   signInError: $('sign-in-error'),
   chatView: $('chat-view'),
+  conversations: $('conversations'),
   conversationId: $('conversation-id'),
   problem: $('problem'),
   turns: $('turns'),
@@ -59,29 +64,51 @@ const ui = {
 };
 
 const params = new URLSearchParams(window.location.search);
-const conversationId = chooseConversationId();
 const modelId = params.get('model') || undefined;
 
-const turns = new Map<string, Turn>();
-/** Turns this page started, newest last: Stop cancels the newest still streaming. */
-const ownTurns: string[] = [];
-/** Turns that were streaming when the connection was lost. */
-const lostTurns = new Set<string>();
 const view = new TurnsView(ui.turns);
-let chat: ChatConnection | null = null;
-let ready = false;
+let current: OpenConversation | null = null;
+/** onChunk payloads of the conversations opened before the current one. */
+let earlierPayloads = 0;
+
+/** The user's conversations as last listed, newest first, and the next page's token. */
+let conversations: Conversation[] = [];
+let nextListToken: string | null = null;
+/** Reads of the list so far: only the latest one's answer is shown. */
+let listReads = 0;
+/** Whether pages after the first were read ("Show more"). */
+let morePagesShown = false;
+/** Conversations this page started that the API may not list yet. */
+const startedHere = new Map<string, Conversation>();
+const list = new ConversationListView(ui.conversations, {
+  open: id => openConversation(id, 'push'),
+  remove: id => void removeConversation(id),
+  startNew: () => openConversation(crypto.randomUUID(), 'push'),
+  more: () => void loadMoreConversations(),
+});
 
 declare global {
   interface Window {
-    chatDebug: { readonly chunksReceived: number; turns: () => unknown[] };
+    chatDebug: {
+      readonly chunksReceived: number;
+      readonly conversationId: string | null;
+      readonly recovery: RecoveryStats | null;
+      turns: () => unknown[];
+    };
   }
 }
 window.chatDebug = {
   get chunksReceived() {
-    return chat?.payloadsReceived ?? 0;
+    return earlierPayloads + (current?.payloadsReceived ?? 0);
+  },
+  get conversationId() {
+    return current?.conversationId ?? null;
+  },
+  get recovery() {
+    return current?.recoveryStats ?? null;
   },
   turns: () =>
-    [...turns.values()].map(t => ({
+    (current?.shownTurns() ?? []).map(t => ({
       turnId: t.turnId,
       prompt: t.prompt,
       state: t.state,
@@ -92,17 +119,22 @@ window.chatDebug = {
     })),
 };
 
-function chooseConversationId(): string {
-  const fromUrl = params.get('conversation');
-  const stored = sessionStorage.getItem(CONVERSATION_KEY);
-  const id =
-    fromUrl && ID_PATTERN.test(fromUrl)
-      ? fromUrl
-      : stored && ID_PATTERN.test(stored)
-        ? stored
-        : crypto.randomUUID();
-  sessionStorage.setItem(CONVERSATION_KEY, id);
-  return id;
+/** The conversation named by the URL: `#conversation=ID`, or `?conversation=ID`. */
+function conversationInUrl(): string | null {
+  const fromHash = new URLSearchParams(window.location.hash.slice(1)).get('conversation');
+  if (fromHash && ID_PATTERN.test(fromHash)) return fromHash;
+  const fromQuery = new URLSearchParams(window.location.search).get('conversation');
+  return fromQuery && ID_PATTERN.test(fromQuery) ? fromQuery : null;
+}
+
+/** Puts the conversation id in the URL hash (a new history entry, or in place). */
+function showInUrl(conversationId: string, mode: 'push' | 'replace'): void {
+  const url = new URL(window.location.href);
+  url.searchParams.delete('conversation');
+  url.hash = `conversation=${encodeURIComponent(conversationId)}`;
+  if (url.href === window.location.href) return;
+  if (mode === 'push') window.history.pushState(null, '', url);
+  else window.history.replaceState(null, '', url);
 }
 
 // ---------------------------------------------------------------------------
@@ -172,12 +204,14 @@ async function trySignIn(config: AppConfig): Promise<void> {
 }
 
 async function signOutAndReload(config: AppConfig): Promise<void> {
-  chat?.close();
+  current?.close();
   try {
     await signOutUser(config);
   } finally {
     const url = new URL(window.location.href);
     url.searchParams.delete('user');
+    url.searchParams.delete('conversation');
+    url.hash = '';
     window.location.replace(url);
   }
 }
@@ -189,18 +223,6 @@ function startChat(username: string): void {
   ui.who.hidden = false;
   ui.whoName.textContent = `Signed in as ${username}`;
   ui.chatView.hidden = false;
-  ui.conversationId.textContent = conversationId;
-  chat = new ChatConnection(conversationId, {
-    chunk: onChunk,
-    ready: onReady,
-    connectionState: state => {
-      ui.connectionState.textContent = state;
-    },
-    problem: message => {
-      ui.problem.textContent = message ?? '';
-      ui.problem.hidden = message === null;
-    },
-  });
   ui.composer.addEventListener('submit', event => {
     event.preventDefault();
     void send();
@@ -212,93 +234,174 @@ function startChat(username: string): void {
     }
   });
   ui.stop.addEventListener('click', () => void stop());
-  chat.start();
+  // Back and forward between conversations, or a hash typed in.
+  window.addEventListener('popstate', followUrl);
+  window.addEventListener('hashchange', followUrl);
+  openConversation(conversationInUrl() ?? crypto.randomUUID(), 'replace');
+  void refreshConversations();
 }
 
-function onChunk(chunk: Chunk): void {
-  if (chunk.conversationId !== conversationId) return;
-  let turn = turns.get(chunk.turnId);
-  if (!turn) {
-    // A turn this page did not start: another tab or device of the same user.
-    turn = newTurn(chunk.turnId, null);
-    turns.set(turn.turnId, turn);
+function followUrl(): void {
+  const id = conversationInUrl();
+  if (id && id !== current?.conversationId) openConversation(id, null);
+}
+
+/** Shows `conversationId`: its history, then its live chunks. */
+function openConversation(conversationId: string, url: 'push' | 'replace' | null): void {
+  if (url) showInUrl(conversationId, url);
+  if (current?.conversationId === conversationId) return;
+  if (current) {
+    earlierPayloads += current.payloadsReceived;
+    current.close();
   }
-  const added = applyChunk(turn, chunk);
-  view.render(turn, added);
+  onReady(false);
+  setProblem(null);
+  ui.conversationId.textContent = conversationId;
+  ui.conversationId.dataset.conversationId = conversationId;
+  const session: OpenConversation = new OpenConversation(conversationId, view, {
+    ready: ready => {
+      if (current === session) onReady(ready);
+    },
+    connectionState: state => {
+      if (current === session) ui.connectionState.textContent = state;
+    },
+    problem: message => {
+      if (current === session) setProblem(message);
+    },
+    history: (state, message) => {
+      if (current !== session) return;
+      ui.turns.dataset.history = state;
+      if (message) setProblem(message);
+    },
+    turnEnded: () => {
+      if (current === session) void refreshConversations();
+    },
+    changed: () => {
+      if (current === session) updateComposer();
+    },
+  });
+  current = session;
+  session.start();
+  showConversations();
   updateComposer();
 }
 
 function onReady(isReady: boolean): void {
-  ready = isReady;
   ui.ready.dataset.ready = String(isReady);
   ui.ready.textContent = isReady ? 'Ready' : 'Not subscribed';
-  if (!isReady) {
-    for (const turn of turns.values()) if (turn.state === 'streaming') lostTurns.add(turn.turnId);
-  } else {
-    const waiting = [...lostTurns];
-    lostTurns.clear();
-    if (waiting.length) setTimeout(() => markInterrupted(waiting), INTERRUPTED_AFTER_MS);
-  }
-  updateComposer();
-}
-
-function markInterrupted(turnIds: string[]): void {
-  for (const id of turnIds) {
-    const turn = turns.get(id);
-    if (turn?.state === 'streaming' && !lostTurns.has(id)) {
-      failTurn(turn, 'interrupted', 'The rest of the answer was missed while the connection was down.', true);
-      view.render(turn);
-    }
-  }
   updateComposer();
 }
 
 async function send(): Promise<void> {
   const prompt = ui.prompt.value.trim();
-  if (!chat || !ready || !prompt) return;
-  const turnId = crypto.randomUUID();
-  const turn = newTurn(turnId, prompt);
-  turns.set(turnId, turn);
-  ownTurns.push(turnId);
-  view.render(turn);
+  if (!current?.ready || !prompt) return;
   ui.prompt.value = '';
-  updateComposer();
   const maxTokens = Number.parseInt(ui.maxTokens.value, 10);
-  try {
-    await chat.sendPrompt({
-      turnId,
-      prompt,
-      ...(Number.isFinite(maxTokens) && { maxTokens: Math.min(Math.max(maxTokens, 1), 8192) }),
-      ...(modelId && { modelId }),
-    });
-  } catch (error) {
-    const known = error instanceof ChatError;
-    failTurn(turn, 'error', `Not sent: ${known ? error.message : 'the prompt could not be sent.'}`, known ? error.retryable : true);
-    view.render(turn);
-    updateComposer();
-  }
+  const known = conversations.find(c => c.conversationId === current?.conversationId);
+  const now = new Date().toISOString();
+  const entry: Conversation = known ?? {
+    conversationId: current.conversationId,
+    title: titleOf(prompt),
+    createdAt: now,
+    updatedAt: now,
+  };
+  if (!known) startedHere.set(entry.conversationId, entry);
+  conversations = upsert(conversations, { ...entry, updatedAt: now });
+  showConversations();
+  await current.send(prompt, {
+    ...(Number.isFinite(maxTokens) && { maxTokens: Math.min(Math.max(maxTokens, 1), 8192) }),
+    ...(modelId && { modelId }),
+  });
 }
 
 async function stop(): Promise<void> {
-  const turnId = streamingOwnTurn();
-  if (!chat || !turnId) return;
+  if (!current) return;
   ui.stop.disabled = true;
   try {
-    await chat.cancelTurn(turnId);
+    await current.stop();
   } catch (error) {
-    ui.problem.hidden = false;
-    ui.problem.textContent = `Could not stop the answer: ${(error as Error).message}`;
+    setProblem(`Could not stop the answer: ${describeError(error)}`);
     updateComposer();
   }
 }
 
-function streamingOwnTurn(): string | undefined {
-  return ownTurns.findLast(id => turns.get(id)?.state === 'streaming');
+function updateComposer(): void {
+  const ready = current?.ready ?? false;
+  ui.send.disabled = !ready;
+  ui.stop.disabled = !ready || current?.streamingOwnTurn() === undefined;
+  list.setBusy(current?.hasStreamingTurn() ? current.conversationId : null);
 }
 
-function updateComposer(): void {
-  ui.send.disabled = !ready;
-  ui.stop.disabled = !ready || streamingOwnTurn() === undefined;
+function setProblem(message: string | null): void {
+  ui.problem.textContent = message ?? '';
+  ui.problem.hidden = message === null;
+}
+
+// ---------------------------------------------------------------------------
+// The list of conversations
+
+function showConversations(): void {
+  list.show(conversations, current?.conversationId ?? '', nextListToken !== null);
+}
+
+/** Reads the first page of the user's conversations again. */
+async function refreshConversations(): Promise<void> {
+  const reading = ++listReads;
+  list.setState('loading');
+  try {
+    const page = await listConversations(null);
+    if (reading !== listReads) return; // a later read is under way
+    let items = page.items;
+    for (const [id, started] of startedHere) {
+      if (items.some(c => c.conversationId === id)) startedHere.delete(id);
+      else items = upsert(items, started);
+    }
+    if (morePagesShown) {
+      // Keep the later pages the user asked for, after the fresh first one.
+      conversations = appendPage(items, conversations);
+    } else {
+      conversations = items;
+      nextListToken = page.nextToken;
+    }
+    list.setState('loaded');
+  } catch (error) {
+    if (reading !== listReads) return;
+    list.setState('error', `Your conversations could not be listed: ${describeError(error)}`);
+  }
+  showConversations();
+}
+
+async function loadMoreConversations(): Promise<void> {
+  if (nextListToken === null) return;
+  listReads += 1; // a refresh under way would drop this page
+  list.setState('loading');
+  try {
+    const page = await listConversations(nextListToken);
+    conversations = appendPage(conversations, page.items);
+    nextListToken = page.nextToken;
+    morePagesShown = true;
+    list.setState('loaded');
+  } catch (error) {
+    list.setState('error', `More conversations could not be listed: ${describeError(error)}`);
+  }
+  showConversations();
+}
+
+async function removeConversation(conversationId: string): Promise<void> {
+  const title = conversations.find(c => c.conversationId === conversationId)?.title || 'this conversation';
+  if (!window.confirm(`Delete "${title}" and all its messages?`)) return;
+  list.setDeleting(conversationId, true);
+  try {
+    await deleteConversation(conversationId);
+    startedHere.delete(conversationId);
+    conversations = without(conversations, conversationId);
+    if (current?.conversationId === conversationId) openConversation(crypto.randomUUID(), 'push');
+    showConversations();
+  } catch (error) {
+    list.setState('error', `Could not delete the conversation: ${describeError(error)}`);
+  } finally {
+    list.setDeleting(conversationId, false);
+  }
 }
 
 function showFatal(message: string): void {

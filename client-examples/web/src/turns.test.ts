@@ -6,7 +6,7 @@
 // `npm test`; the page's build does not include this file.
 import { describe, expect, it } from 'vitest';
 
-import { applyChunk, describeStopReason, failTurn, isFinished, newTurn } from './turns';
+import { applyChunk, describeStopReason, failTurn, isEnded, isFinished, newTurn, storedTurn } from './turns';
 import type { Chunk, Turn } from './turns';
 
 const usage = { inputTokens: 12, outputTokens: 3, totalTokens: 15 };
@@ -153,6 +153,48 @@ describe('applyChunk', () => {
     applyChunk(turn, chunk(0, '', { done: true, stopReason: 'error' }));
     expect(turn.state).toBe('error');
     expect(turn.error).toEqual({ message: 'The answer could not be completed.', retryable: true });
+  });
+});
+
+describe('applyChunk across turns', () => {
+  it('ignores a chunk of another turn with the same seq', () => {
+    const turn = newTurn('t-1', 'hello');
+    applyChunk(turn, chunk(0, 'A'));
+    expect(applyChunk(turn, { ...chunk(1, 'other'), turnId: 't-2' })).toBe('');
+    expect(turn.nextSeq).toBe(1);
+    expect(turn.pending.size).toBe(0);
+  });
+
+  it('streams an interrupted turn again when its next chunk comes', () => {
+    const turn = newTurn('t-1', 'hello');
+    applyChunk(turn, chunk(0, 'A'));
+    failTurn(turn, 'interrupted', 'lost', true);
+    applyChunk(turn, chunk(2, 'C')); // held: still interrupted
+    expect(turn.state).toBe('interrupted');
+    applyChunk(turn, chunk(1, 'B'));
+    expect(turn.state).toBe('streaming');
+    expect(turn.error).toBeNull();
+    expect(turn.text).toBe('ABC');
+  });
+});
+
+describe('storedTurn', () => {
+  it('is a finished turn when the store has its answer', () => {
+    const turn = storedTurn('t-1', 'hello', { text: 'Hi', stopReason: 'max_tokens', usage });
+    expect(turn.state).toBe('done');
+    expect(isEnded(turn)).toBe(true);
+    expect(turn.text).toBe('Hi');
+    expect(turn.stopReason).toBe('max_tokens');
+    expect(turn.usage).toEqual(usage);
+    // A live repeat of its chunks changes nothing.
+    expect(applyChunk(turn, chunk(0, 'Hi'))).toBe('');
+    expect(turn.text).toBe('Hi');
+  });
+
+  it('is a running turn without an answer', () => {
+    const turn = storedTurn('t-1', 'hello', null);
+    expect(turn.state).toBe('streaming');
+    expect(applyChunk(turn, chunk(0, 'A'))).toBe('A');
   });
 });
 

@@ -1,9 +1,12 @@
-// Place in the data path: AppSync -> **subscriber** (the page's model of a turn).
+// Place in the data path: AppSync (onChunk, turnChunks, listMessages) ->
+// **subscriber** (the page's model of a turn).
 //
 // One turn of the conversation as the page knows it, and the rule that makes
-// the answer come out right: chunks are put in `seq` order, a chunk seen twice
-// (same `seq`) is dropped, a chunk that arrives early waits for the ones
-// before it, and the turn ends on the terminal chunk (`done: true`).
+// the answer come out right whichever way its chunks came (live on `onChunk`
+// or fetched again with `turnChunks`): chunks are put in `seq` order, a chunk
+// seen twice (same `turnId` and `seq`) is dropped, a chunk that arrives early
+// waits for the ones before it, and the turn ends on the terminal chunk
+// (`done: true`), once. A turn read back from `listMessages` is built here too.
 // Pure: no DOM, no network, so it can be tested on its own.
 
 export interface Usage {
@@ -69,15 +72,23 @@ export function isFinished(turn: Turn): boolean {
   return turn.state !== 'streaming';
 }
 
+/** The terminal states: nothing more comes for such a turn. */
+export function isEnded(turn: Turn): boolean {
+  return turn.state === 'done' || turn.state === 'cancelled' || turn.state === 'error';
+}
+
 /**
  * Takes one chunk of `turn`. Returns the text the answer grows by (possibly
  * empty); the turn's state, stop reason, usage and error change when the
- * terminal chunk comes into order. Repeats and chunks after the end are ignored.
+ * terminal chunk comes into order. Repeats, chunks of another turn and chunks
+ * after the end are ignored. An `interrupted` turn whose chunks come after all
+ * streams again.
  */
 export function applyChunk(turn: Turn, chunk: Chunk): string {
-  if (turn.state === 'done' || turn.state === 'cancelled' || turn.state === 'error') return '';
-  if (chunk.seq < turn.nextSeq || turn.pending.has(chunk.seq)) return '';
+  if (isEnded(turn) || chunk.turnId !== turn.turnId) return '';
+  if (!Number.isInteger(chunk.seq) || chunk.seq < turn.nextSeq || turn.pending.has(chunk.seq)) return '';
   turn.pending.set(chunk.seq, chunk);
+  const before = turn.nextSeq;
   let added = '';
   for (let next = turn.pending.get(turn.nextSeq); next; next = turn.pending.get(turn.nextSeq)) {
     turn.pending.delete(turn.nextSeq);
@@ -89,8 +100,43 @@ export function applyChunk(turn: Turn, chunk: Chunk): string {
       break;
     }
   }
+  if (turn.state === 'interrupted' && turn.nextSeq > before) {
+    turn.state = 'streaming';
+    turn.error = null;
+  }
   turn.text += added;
   return added;
+}
+
+/** What a stored answer (`listMessages`, role `assistant`) says of its end. */
+export interface StoredEnd {
+  stopReason?: string | null;
+  usage?: Usage | null;
+  error?: ChunkError | null;
+}
+
+/**
+ * A turn read back from the store: its prompt, and when `answer` is given its
+ * whole text and end (a finished turn). Without an answer the turn may still
+ * be running: it stays `streaming` until its chunks say otherwise.
+ */
+export function storedTurn(turnId: string, prompt: string | null, answer: ({ text: string } & StoredEnd) | null): Turn {
+  const turn = newTurn(turnId, prompt);
+  if (answer) {
+    turn.text = answer.text;
+    finish(turn, {
+      conversationId: '',
+      turnId,
+      owner: '',
+      seq: 0,
+      text: answer.text,
+      done: true,
+      stopReason: answer.stopReason ?? null,
+      usage: answer.usage ?? null,
+      error: answer.error ?? null,
+    });
+  }
+  return turn;
 }
 
 function finish(turn: Turn, last: Chunk): void {

@@ -7,7 +7,8 @@
 //! subscriber.
 //!
 //! The answer is `You asked: "<first 80 chars of the prompt>". ` followed by
-//! [`PASSAGE`]. It is cut into words (each word carries the whitespace before
+//! [`PASSAGE`] (or [`MARKDOWN_PASSAGE`] when the prompt starts with
+//! [`MARKDOWN_MARKER`]). It is cut into words (each word carries the whitespace before
 //! it, so the pieces concatenate to the exact text) and sent as deltas of 1, 2
 //! or 3 words following [`DELTA_PATTERN`]. A word counts as one token, for
 //! `maxTokens` and for `usage`; input tokens are the words of the system
@@ -28,6 +29,32 @@ pub const PASSAGE: &str = "Streaming turns a long wait into a conversation. Inst
 Each fragment travels a short chain. The model emits a delta of a few tokens; a coalescer gathers deltas into chunks that are worth the cost of a network message; a publisher signs each chunk and sends it to the GraphQL API; and the API pushes it down a WebSocket to every subscriber allowed to see it. Nothing in that chain may hold a fragment longer than it must, and nothing may reorder them.
 
 Good streaming is judged at both ends. The first words should arrive quickly, so the reader knows the question was heard. The last words should follow without long pauses, so the text reads like speech rather than a stutter. And when the reader loses interest and closes the window, the whole chain should notice and stop, because every token nobody reads is time and money spent for nothing.";
+
+/// A prompt whose first word is this is answered with [`MARKDOWN_PASSAGE`]
+/// instead of [`PASSAGE`], for clients that render Markdown.
+pub const MARKDOWN_MARKER: &str = "/markdown";
+
+/// The passage for [`MARKDOWN_MARKER`] prompts: a list, an ordered list and
+/// a fenced code block.
+pub const MARKDOWN_PASSAGE: &str = "Here is how a streamed answer travels:
+
+- the model emits a delta of a few tokens
+- a coalescer gathers deltas into chunks
+- a publisher sends each chunk to the GraphQL API
+
+What a client does, in order:
+
+1. subscribe and wait for the acknowledgement
+2. send the prompt with a turn id of its own
+3. put the chunks in `seq` order and drop repeats
+
+A chunk as the client receives it:
+
+```json
+{\"turnId\": \"t-1\", \"seq\": 0, \"text\": \"Hello\", \"done\": false}
+```
+
+That is the whole path, end to end.";
 
 /// Words per delta, repeated: deterministic, between 1 and 3 like a real model.
 pub const DELTA_PATTERN: [usize; 8] = [1, 2, 3, 2, 1, 3, 2, 1];
@@ -51,7 +78,20 @@ pub fn scripted_answer(prompt: &str, max_tokens: Option<u32>) -> (String, u32) {
 fn full_text(prompt: &str) -> String {
     let collapsed = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
     let echo: String = collapsed.chars().take(ECHO_CHARS).collect();
-    format!("You asked: \"{}\". {PASSAGE}", echo.trim_end())
+    format!(
+        "You asked: \"{}\". {}",
+        echo.trim_end(),
+        passage_for(prompt)
+    )
+}
+
+/// [`MARKDOWN_PASSAGE`] for a prompt starting with [`MARKDOWN_MARKER`], else [`PASSAGE`].
+fn passage_for(prompt: &str) -> &'static str {
+    if prompt.split_whitespace().next() == Some(MARKDOWN_MARKER) {
+        MARKDOWN_PASSAGE
+    } else {
+        PASSAGE
+    }
 }
 
 /// How the `scripted` model paces and sizes its answer.
@@ -89,7 +129,7 @@ fn answer_text(prompt: &str, max_tokens: Option<u32>, repeat: bool) -> String {
     let wanted = max_tokens.map_or(0, |m| m as usize);
     while repeat && words(&text).len() < wanted {
         text.push_str("\n\n");
-        text.push_str(PASSAGE);
+        text.push_str(passage_for(prompt));
     }
     text
 }
@@ -216,6 +256,19 @@ pub(crate) fn start(
 mod tests {
     use super::super::model::{ActiveCounter, ChatMessage, Role};
     use super::*;
+
+    #[test]
+    fn a_markdown_prompt_gets_a_list_and_a_code_block_with_its_newlines() {
+        let (text, _) = scripted_answer("/markdown hi", None);
+        assert!(
+            text.starts_with("You asked: \"/markdown hi\". Here is"),
+            "{text}"
+        );
+        for part in ["\n\n- ", "\n\n1. ", "\n```json\n"] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+        assert!(scripted_answer("hi /markdown", None).0.contains(PASSAGE));
+    }
 
     fn paced(tokens_per_second: f64) -> ScriptedOptions {
         ScriptedOptions {
