@@ -36,7 +36,8 @@ pub(crate) const DEFAULT_HISTORY: HistoryBudget = HistoryBudget {
 /// about a minute after the failure).
 pub(crate) const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// Allowed `CLAIM_LEASE_SECONDS`.
-pub(crate) const CLAIM_LEASE_RANGE: std::ops::RangeInclusive<u64> = 1..=900;
+/// At least 3 s: one renewal may take up to the store's 2 s operation timeout.
+pub(crate) const CLAIM_LEASE_RANGE: std::ops::RangeInclusive<u64> = 3..=900;
 /// Allowed `HISTORY_MAX_MESSAGES`.
 pub(crate) const HISTORY_MESSAGES_RANGE: std::ops::RangeInclusive<usize> = 0..=200;
 /// Allowed `HISTORY_MAX_CHARS`.
@@ -102,9 +103,9 @@ pub struct Config {
     pub history: HistoryBudget,
     /// `CLAIM_LEASE_SECONDS` (within [`CLAIM_LEASE_RANGE`], default
     /// [`DEFAULT_CLAIM_LEASE`]): how long a turn's claim holds without being
-    /// renewed. A repeated event waits while the lease holds; once it has run
-    /// out unrenewed, the environment that streamed the turn is taken for
-    /// dead and the repeat ends the turn as `Interrupted`.
+    /// renewed. A repeated event waits while the lease holds; once it has
+    /// gone unrenewed for a further lease, the environment that streamed the
+    /// turn is taken for dead and the repeat ends the turn as `Interrupted`.
     pub claim_lease: Duration,
 }
 

@@ -457,10 +457,14 @@ impl AppSyncEvent {
     }
 }
 
-/// An owner goes into subscription filters and chunk ids: non-empty, at most
-/// [`MAX_OWNER_BYTES`], no control characters.
+/// An owner goes into subscription filters, chunk ids and the first part of
+/// every conversations-table key: non-empty, at most [`MAX_OWNER_BYTES`], no
+/// control characters and no `#`, the keys' separator (a Cognito `sub` is a
+/// UUID).
 fn is_valid_owner(sub: &str) -> bool {
-    !sub.is_empty() && sub.len() <= MAX_OWNER_BYTES && !sub.chars().any(char::is_control)
+    !sub.is_empty()
+        && sub.len() <= MAX_OWNER_BYTES
+        && !sub.chars().any(|c| c.is_control() || c == '#')
 }
 
 fn is_valid_model_id(id: &str) -> bool {
@@ -528,6 +532,14 @@ mod tests {
         AppSyncEvent::from_value(event(input, identity))
             .unwrap()
             .into_turn_request(&config())
+    }
+
+    #[test]
+    fn an_owner_with_a_key_separator_is_refused() {
+        assert!(is_valid_owner("7d8ca528-4931-4254-9273-ea5ee853f271"));
+        assert!(!is_valid_owner("x#c1"));
+        assert!(!is_valid_owner(""));
+        assert!(!is_valid_owner("a\nb"));
     }
 
     #[test]

@@ -86,7 +86,14 @@ pub(crate) async fn handle_event(
         Delivery::Repeated => return Ok(TurnOutcome::duplicate(&request.ids)),
         Delivery::ClaimedElsewhere(store) => {
             // Boxed, as the SDK's futures nest deeply (see `begin_turn`).
-            let settled = Box::pin(repeat::settle(store, ctx.sink, &request, ctx.deadline));
+            let lease = state.config.claim_lease;
+            let settled = Box::pin(repeat::settle(
+                store,
+                ctx.sink,
+                &request,
+                lease,
+                ctx.deadline,
+            ));
             return settled.instrument(span).await;
         }
         Delivery::First {

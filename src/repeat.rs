@@ -7,13 +7,19 @@
 //! The repeat reads the claim ([`crate::store::ClaimState`]): a finished
 //! turn needs nothing; a leased one is alive, so the repeat waits for it to
 //! finish or for its lease to run out (never past its own deadline); a turn
-//! whose lease ran out unrenewed is taken over and ended with one terminal
-//! chunk after the last stored `seq`: `errorType: Interrupted`,
-//! `retryable: true`. Every turn then ends on its subscriber's screen.
+//! whose lease has gone unrenewed for a whole further lease is taken over and
+//! ended with one terminal chunk after the last stored `seq`:
+//! `errorType: Interrupted`, `retryable: true`, stored like any chunk. Every
+//! turn then ends on its subscriber's screen.
 //!
-//! Chunks are stored beside publishing, up to the chunk writer's linger
-//! (100 ms) behind; a chunk published in that window before the environment died is
-//! not in the store, and the `Interrupted` chunk then repeats its `seq`.
+//! Limits, said plainly: chunks are stored beside publishing, normally up to
+//! the chunk writer's linger (100 ms) behind, more when DynamoDB is slow; a
+//! chunk published in that window before the environment died is not in the
+//! store, and the `Interrupted` chunk then repeats its `seq`. And a turn that
+//! is alive but cannot renew its lease for two leases (a DynamoDB outage)
+//! can be taken over by a repeat that arrives then.
+
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::Instant;
@@ -22,15 +28,25 @@ use tracing::{info, warn};
 use crate::chunk::{Ending, Failure, terminal_chunk};
 use crate::event::TurnRequest;
 use crate::sink::ChunkSink;
-use crate::store::{AnswerEnd, ClaimState, Store};
+use crate::store::{AnswerEnd, ClaimState, Store, chunk_item};
 use crate::turn::{TurnError, TurnOutcome};
 use crate::vocabulary::{ErrorType, StopReason};
 
 /// How long past a lease's end a repeat waits before reading the claim again.
-const GRACE: std::time::Duration = std::time::Duration::from_millis(200);
+const GRACE: Duration = Duration::from_millis(200);
 
-/// Settles a repeated delivery of `request`; see the module docs. Publishes
-/// at most one chunk, through `sink`.
+/// Sleeps until `wake`; `false` (at once) when that is past `deadline`.
+async fn wait_until(wake: Instant, deadline: Option<Instant>) -> bool {
+    if deadline.is_some_and(|d| wake > d) {
+        return false;
+    }
+    tokio::time::sleep_until(wake).await;
+    true
+}
+
+/// Settles a repeated delivery of `request` whose claim is leased for
+/// `lease` at a time; see the module docs. Publishes at most one chunk,
+/// through `sink`.
 ///
 /// # Errors
 /// [`TurnError::Publish`] when the `Interrupted` chunk could not be published.
@@ -38,19 +54,25 @@ pub(crate) async fn settle<S: ChunkSink>(
     store: &Store,
     sink: &S,
     request: &TurnRequest,
+    lease: Duration,
     deadline: Option<Instant>,
 ) -> Result<TurnOutcome, TurnError> {
     let ids = &request.ids;
-    let Some(claim) = wait_for_dead_claim(store, request, deadline).await else {
+    let Some(claim) = wait_for_dead_claim(store, request, lease, deadline).await else {
         return Ok(TurnOutcome::duplicate(ids));
     };
     warn!(
         "the environment streaming this turn stopped renewing its lease; ending the turn as interrupted"
     );
-    let stored = store.stored_chunks(ids).await.unwrap_or_else(|error| {
-        warn!(%error, "could not read the turn's stored chunks");
-        Vec::new()
-    });
+    let stored = match store.stored_chunks(ids).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            // Without the stored chunks the next `seq` is unknown: publishing
+            // could collide with a delivered chunk.
+            warn!(%error, "could not read the turn's stored chunks; not ending it");
+            return Ok(TurnOutcome::duplicate(ids));
+        }
+    };
     if stored.iter().any(|c| c.done) {
         info!("the turn's terminal chunk was delivered before its environment stopped");
         return Ok(TurnOutcome::duplicate(ids));
@@ -60,6 +82,12 @@ pub(crate) async fn settle<S: ChunkSink>(
     let ending = Ending::Failed(failure.clone());
     let chunk = terminal_chunk(ids, seq, String::new(), &ending);
     let published = sink.publish(&chunk).await;
+    if let Err(error) = store
+        .write_items(vec![chunk_item(&chunk, Utc::now())])
+        .await
+    {
+        warn!(%error, "could not store the interrupted turn's terminal chunk");
+    }
     let text: String = stored.into_iter().map(|c| c.text).collect();
     let end = AnswerEnd {
         stop_reason: StopReason::Error.as_str().to_owned(),
@@ -89,6 +117,7 @@ pub(crate) async fn settle<S: ChunkSink>(
 async fn wait_for_dead_claim(
     store: &Store,
     request: &TurnRequest,
+    lease: Duration,
     deadline: Option<Instant>,
 ) -> Option<ClaimState> {
     let ids = &request.ids;
@@ -101,20 +130,28 @@ async fn wait_for_dead_claim(
                 return None;
             }
         };
-        let left = claim.lease_until - Utc::now().timestamp_millis();
+        // Dead only after a whole further lease without renewal: a renewal
+        // may be late, not lost.
+        let dead_at = claim
+            .lease_until
+            .saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2));
+        let left = dead_at - Utc::now().timestamp_millis();
         if left > 0 {
-            let wake =
-                Instant::now() + std::time::Duration::from_millis(left.unsigned_abs()) + GRACE;
-            if deadline.is_some_and(|d| wake > d) {
+            let wake = Instant::now() + Duration::from_millis(left.unsigned_abs()) + GRACE;
+            if !wait_until(wake, deadline).await {
                 info!("the turn is still streaming in another execution environment");
                 return None;
             }
-            tokio::time::sleep_until(wake).await;
             continue;
         }
         match store.take_over(ids, claim.lease_until).await {
             Ok(true) => return Some(claim),
-            Ok(false) => {}
+            Ok(false) => {
+                // Renewed, finished or taken meanwhile: look again, later.
+                if !wait_until(Instant::now() + GRACE, deadline).await {
+                    return None;
+                }
+            }
             Err(error) => {
                 warn!(%error, "could not take the turn over");
                 return None;

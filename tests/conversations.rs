@@ -274,7 +274,7 @@ async fn a_worker_killed_mid_turn_is_ended_by_the_retry_as_interrupted() {
         c.bedrock.fault = Some(Fault::Stall { after_deltas: 8 });
         c.dynamodb = Some(dynamodb_config(&data));
         c.function_environment
-            .push(("CLAIM_LEASE_SECONDS".into(), "2".into()));
+            .push(("CLAIM_LEASE_SECONDS".into(), "3".into()));
     })
     .await;
     let token = stack.token("alice");

@@ -175,7 +175,9 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(turn_key(ids)))
             .update_expression("SET finishedAt = :now, interrupted = :yes")
-            .condition_expression("attribute_not_exists(finishedAt) AND leaseUntil = :seen")
+            .condition_expression(
+                "attribute_not_exists(finishedAt) AND (leaseUntil = :seen OR attribute_not_exists(leaseUntil))",
+            )
             .expression_attribute_values(
                 ":now",
                 AttributeValue::N(epoch_ms(Utc::now()).to_string()),

@@ -38,7 +38,7 @@ use crate::event::TurnIds;
 pub(crate) use claim::{Claim, ClaimState};
 pub use history::HistoryBudget;
 pub(crate) use history::{HistoryMessage, Role};
-pub(crate) use items::AnswerEnd;
+pub(crate) use items::{AnswerEnd, chunk_item};
 pub(crate) use record::TurnRecord;
 pub(crate) use writer::{ChunkWriter, WriterReport};
 
@@ -215,11 +215,25 @@ impl Store {
     }
 
     /// Writes up to 25 items with `BatchWriteItem`, sending again whatever
-    /// DynamoDB leaves unprocessed, [`BATCH_ATTEMPTS`] times in all.
+    /// DynamoDB leaves unprocessed, [`BATCH_ATTEMPTS`] times in all, within
+    /// [`OPERATION_TIMEOUT`] overall.
     ///
     /// # Errors
-    /// [`StoreError`] when a call fails or items are still unprocessed.
+    /// [`StoreError`] when a call fails, items are still unprocessed, or time
+    /// runs out.
     pub(crate) async fn write_items(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        tokio::time::timeout(OPERATION_TIMEOUT, self.write_batches(items))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError {
+                    operation: "BatchWriteItem",
+                    table: self.table.clone(),
+                    detail: "timed out".into(),
+                })
+            })
+    }
+
+    async fn write_batches(&self, items: Vec<Item>) -> Result<(), StoreError> {
         let mut requests = items
             .into_iter()
             .map(|item| {

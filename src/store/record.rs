@@ -16,8 +16,11 @@ use tracing::warn;
 use super::{AnswerEnd, ChunkWriter, Store, StoreError, WriterReport};
 use crate::event::TurnIds;
 
-/// Longest the end of a turn waits for its chunks and prompt to be written.
-const FINISH_LIMIT: Duration = Duration::from_secs(4);
+/// Longest the end of a turn may take, all its writes together (the
+/// handler's deadline reserve keeps 3 s for the terminal chunk and this).
+const FINISH_LIMIT: Duration = Duration::from_secs(3);
+/// Longest the end of a turn waits for the chunk writer.
+const WRITER_LIMIT: Duration = Duration::from_secs(2);
 
 /// One turn's writes to the conversations table.
 #[derive(Debug)]
@@ -87,30 +90,52 @@ impl TurnRecord {
     /// `fallback` when the terminal chunk could not be published), then the
     /// claim's `finishedAt`.
     pub(crate) async fn finish(self, model_id: &str, fallback: AnswerEnd) -> RecordReport {
-        self.heartbeat.abort();
-        let chunks = self.writer.finish(FINISH_LIMIT).await;
+        let TurnRecord {
+            store,
+            ids,
+            started,
+            prompt,
+            writer,
+            heartbeat,
+        } = self;
+        let prompt_abort = prompt.abort_handle();
+        let chunks = writer.finish(WRITER_LIMIT).await;
         let mut errors = chunks.errors;
-        match tokio::time::timeout(FINISH_LIMIT, self.prompt).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => {
-                warn!(%error, "could not store the prompt; the conversation's history misses this turn");
+        let end = chunks.terminal.as_ref().map_or(fallback, end_of);
+        let rest = async {
+            let mut errors = 0;
+            match prompt.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    warn!(%error, "could not store the prompt; the conversation's history misses this turn");
+                    errors += 1;
+                }
+                Err(_) => errors += 1,
+            }
+            if let Err(error) = store
+                .record_answer(&ids, started, model_id, &chunks.text, &end)
+                .await
+            {
+                warn!(%error, "could not store the answer; the conversation's history misses this turn");
                 errors += 1;
             }
-            Ok(Err(_)) | Err(_) => errors += 1,
+            if let Err(error) = store.finish_claim(&ids).await {
+                warn!(%error, "could not mark the turn finished");
+                errors += 1;
+            }
+            errors
+        };
+        // The lease is renewed until the record is complete, so that a
+        // retry never takes over a turn that is only finishing.
+        match tokio::time::timeout(FINISH_LIMIT - WRITER_LIMIT / 2, rest).await {
+            Ok(n) => errors += n,
+            Err(_) => {
+                prompt_abort.abort();
+                warn!("the turn's record did not finish in time");
+                errors += 1;
+            }
         }
-        let end = chunks.terminal.as_ref().map_or(fallback, end_of);
-        if let Err(error) = self
-            .store
-            .record_answer(&self.ids, self.started, model_id, &chunks.text, &end)
-            .await
-        {
-            warn!(%error, "could not store the answer; the conversation's history misses this turn");
-            errors += 1;
-        }
-        if let Err(error) = self.store.finish_claim(&self.ids).await {
-            warn!(%error, "could not mark the turn finished");
-            errors += 1;
-        }
+        heartbeat.abort();
         RecordReport { chunks, errors }
     }
 }

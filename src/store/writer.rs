@@ -55,6 +55,16 @@ pub(crate) struct WriterReport {
 pub(crate) struct ChunkWriter {
     sender: mpsc::UnboundedSender<Chunk>,
     task: JoinHandle<WriterReport>,
+    /// The recorded chunks' texts by `seq`, and the terminal chunk: kept here,
+    /// not in the task, so the turn's text survives a writer that is cut off.
+    seen: std::sync::Mutex<Seen>,
+}
+
+/// What [`ChunkWriter::record`] has been given.
+#[derive(Debug, Default)]
+struct Seen {
+    texts: BTreeMap<i64, String>,
+    terminal: Option<Chunk>,
 }
 
 impl ChunkWriter {
@@ -62,39 +72,56 @@ impl ChunkWriter {
     pub(crate) fn spawn(store: Store) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, receiver));
-        Self { sender, task }
+        Self {
+            sender,
+            task,
+            seen: std::sync::Mutex::new(Seen::default()),
+        }
     }
 
     /// Queues a published chunk for writing; never waits.
     pub(crate) fn record(&self, chunk: &Chunk) {
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.texts.insert(chunk.seq, chunk.text.clone());
+            if chunk.done {
+                seen.terminal = Some(chunk.clone());
+            }
+        }
         // The task only stops after `finish`, so a send cannot fail before it.
         let _ = self.sender.send(chunk.clone());
     }
 
     /// Writes what is left and reports; gives up waiting after `limit`
-    /// (the report then counts one error).
-    pub(crate) async fn finish(self, limit: Duration) -> WriterReport {
+    /// (the writer is then stopped, so nothing of it outlives the
+    /// invocation, and the report counts one error).
+    pub(crate) async fn finish(mut self, limit: Duration) -> WriterReport {
         drop(self.sender);
-        match tokio::time::timeout(limit, self.task).await {
+        let mut report = match tokio::time::timeout(limit, &mut self.task).await {
             Ok(Ok(report)) => report,
             Ok(Err(_)) | Err(_) => {
+                self.task.abort();
                 warn!("the chunk writer did not finish in time; some chunks may not be stored");
                 WriterReport {
                     errors: 1,
                     ..WriterReport::default()
                 }
             }
-        }
+        };
+        let seen = self.seen.into_inner().unwrap_or_else(|p| p.into_inner());
+        report.text = seen.texts.into_values().collect();
+        report.terminal = seen.terminal;
+        report
     }
 }
 
-/// The writer's task: batch, write, and keep the turn's text.
+/// The writer's task: batch and write (the counts of its report only).
 async fn run(store: Store, mut receiver: mpsc::UnboundedReceiver<Chunk>) -> WriterReport {
     let mut report = WriterReport::default();
-    let mut texts = BTreeMap::new();
     let mut batch: Vec<Item> = Vec::new();
     let mut first_at: Option<Instant> = None;
     let mut healthy = true;
+    let mut terminal = false;
     loop {
         let next = match first_at {
             Some(at) => tokio::time::timeout_at(at + LINGER, receiver.recv())
@@ -109,12 +136,9 @@ async fn run(store: Store, mut receiver: mpsc::UnboundedReceiver<Chunk>) -> Writ
                 batch.push(chunk_item(&chunk, Utc::now()));
                 first_at.get_or_insert_with(Instant::now);
             }
-            texts.insert(chunk.seq, chunk.text.clone());
-            if chunk.done {
-                report.terminal = Some(chunk);
-            }
+            terminal |= chunk.done;
         }
-        let due = lingered || closed || batch.len() >= BATCH_ITEMS || report.terminal.is_some();
+        let due = lingered || closed || batch.len() >= BATCH_ITEMS || terminal;
         if due && !batch.is_empty() {
             healthy = write(&store, std::mem::take(&mut batch), &mut report).await;
             first_at = None;
@@ -123,7 +147,6 @@ async fn run(store: Store, mut receiver: mpsc::UnboundedReceiver<Chunk>) -> Writ
             break;
         }
     }
-    report.text = texts.into_values().collect();
     report
 }
 
