@@ -72,3 +72,51 @@ async fn token_prints_a_token_the_running_stack_accepts() {
     stack.shutdown().await;
     let _ = std::fs::remove_dir_all(cache);
 }
+
+/// The `N input tokens` of a stats line.
+fn input_tokens(stderr: &str) -> u64 {
+    stderr
+        .split(" · ")
+        .find_map(|part| part.strip_suffix(" input tokens"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no input tokens in {stderr}"))
+}
+
+#[test]
+fn chat_continues_a_conversation_and_the_model_gets_its_history() {
+    let cache = std::env::temp_dir().join(format!("devstack-chat-history-{}", std::process::id()));
+    let conversation = format!("chat-test-{}", std::process::id());
+    let run = |prompt: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_devstack"))
+            .args(["chat", "--model", "scripted", "--scripted-rate", "0"])
+            .args([
+                "--max-tokens",
+                "12",
+                "--conversation",
+                &conversation,
+                prompt,
+            ])
+            .env("DEVSTACK_CACHE_DIR", &cache)
+            .output()
+            .expect("devstack runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "stderr: {stderr}");
+        assert!(
+            stderr.contains(&format!("--conversation {conversation}")),
+            "{stderr}"
+        );
+        (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+    };
+    let (first_answer, first) = run("What is AWS Lambda?");
+    assert_eq!(input_tokens(&first), 4, "the prompt alone: {first}");
+    let (_, second) = run("And AppSync?");
+    // The scripted model counts a word as a token: the first prompt, the
+    // first answer and the new prompt.
+    let words = |s: &str| s.split_whitespace().count() as u64;
+    assert_eq!(
+        input_tokens(&second),
+        4 + words(&first_answer) + 2,
+        "the second call carried the first turn: {second}"
+    );
+    let _ = std::fs::remove_dir_all(cache);
+}

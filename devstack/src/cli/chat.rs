@@ -79,6 +79,10 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     let mut subscription = client
         .subscribe(ON_CHUNK, json!({"conversationId": conversation_id}))
         .await?;
+    // The turn's record (the answer, for the next turn's history) is written
+    // after its terminal chunk: wait for the invocation to end before the
+    // stack stops.
+    let mut outcomes = stack.lambda.outcomes();
     let started = Instant::now();
     let variables = send_prompt_variables(
         &conversation_id,
@@ -124,6 +128,10 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     }
     println!();
     let last = assembler.finished().cloned().context("no terminal chunk")?;
+    let ended = tokio::time::timeout(Duration::from_secs(10), outcomes.recv()).await;
+    if !matches!(ended, Ok(Ok(_))) {
+        eprintln!("(the turn may not be stored: its invocation did not end in time)");
+    }
     report(&last, first_chunk, chunks, started.elapsed())?;
     eprintln!("continue this conversation with --conversation {conversation_id}");
     Ok(())
@@ -137,8 +145,10 @@ fn report(
     total: Duration,
 ) -> anyhow::Result<()> {
     let output_tokens = last.usage.as_ref().map(|u| u.output_tokens).unwrap_or(0);
+    // Input tokens count the history the model was given, too.
+    let input_tokens = last.usage.as_ref().map(|u| u.input_tokens).unwrap_or(0);
     eprintln!(
-        "time to first chunk {:.2} s · {chunks} chunks · {output_tokens} output tokens · stop reason {} · total {:.2} s",
+        "time to first chunk {:.2} s · {chunks} chunks · {input_tokens} input tokens · {output_tokens} output tokens · stop reason {} · total {:.2} s",
         first.unwrap_or_default().as_secs_f64(),
         last.stop_reason.as_deref().unwrap_or("none"),
         total.as_secs_f64(),
