@@ -40,18 +40,24 @@ pub fn ensure_installed(cache: &Path) -> Result<PathBuf, InstallError> {
     if cli.is_file() {
         return Ok(cli);
     }
-    eprintln!(
-        "devstack: installing dynalite {DYNALITE_VERSION} (local DynamoDB) into {} (first run only)",
-        dir.display()
-    );
-    let staging = cache.join(format!(
-        "dynalite-{DYNALITE_VERSION}.{}",
-        std::process::id()
-    ));
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| InstallError::Io { path, source }
     };
+    // Stacks start in parallel (tests, several `devstack up`): one installs
+    // while the others wait on the lock, then find its copy.
+    std::fs::create_dir_all(cache).map_err(io(cache))?;
+    let lock_path = cache.join(format!("dynalite-{DYNALITE_VERSION}.lock"));
+    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+    lock.lock().map_err(io(&lock_path))?;
+    if cli.is_file() {
+        return Ok(cli);
+    }
+    eprintln!(
+        "devstack: installing dynalite {DYNALITE_VERSION} (local DynamoDB) into {} (first run only)",
+        dir.display()
+    );
+    let staging = cache.join(format!("dynalite-{DYNALITE_VERSION}.staging"));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(io(&staging))?;
     let manifest = format!(
@@ -73,10 +79,8 @@ pub fn ensure_installed(cache: &Path) -> Result<PathBuf, InstallError> {
             stderr.trim()
         )));
     }
-    if std::fs::rename(&staging, &dir).is_err() {
-        // Another process moved its copy in first; use that one.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&staging, &dir).map_err(io(&dir))?;
     if cli.is_file() {
         Ok(cli)
     } else {

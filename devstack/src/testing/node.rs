@@ -66,12 +66,19 @@ pub fn install(package_json: &Path, name: &str) -> PathBuf {
     assert_exact_pins(&manifest, package_json);
     let dir = repo().join("target").join(name);
     let marker = dir.join(".installed-package.json");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(manifest.as_str()) {
+    let installed = || std::fs::read_to_string(&marker).ok().as_deref() == Some(manifest.as_str());
+    if installed() {
         return dir;
     }
-    let staging = repo()
-        .join("target")
-        .join(format!("{name}.{}", std::process::id()));
+    // Tests run in parallel threads and processes: one installs while the
+    // others wait on the lock, then find its copy.
+    let lock = std::fs::File::create(repo().join("target").join(format!("{name}.lock")))
+        .expect("lock file");
+    lock.lock().expect("lock");
+    if installed() {
+        return dir;
+    }
+    let staging = repo().join("target").join(format!("{name}.staging"));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).expect("staging directory");
     std::fs::write(staging.join("package.json"), &manifest).expect("package.json");
@@ -88,10 +95,7 @@ pub fn install(package_json: &Path, name: &str) -> PathBuf {
     );
     std::fs::write(staging.join(".installed-package.json"), &manifest).expect("marker");
     let _ = std::fs::remove_dir_all(&dir);
-    if std::fs::rename(&staging, &dir).is_err() {
-        // Another run moved its copy in first; use that one.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
+    std::fs::rename(&staging, &dir).expect("install moved into place");
     dir
 }
 
@@ -118,7 +122,13 @@ fn assert_exact_pins(manifest: &str, path: &Path) {
 pub fn copy_script(source: &Path, dir: &Path) -> PathBuf {
     let name = source.file_name().expect("a file name");
     let target = dir.join(name);
-    let temporary = dir.join(format!("{}.{}", name.to_string_lossy(), std::process::id()));
+    static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let copy = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = dir.join(format!(
+        "{}.{}.{copy}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::copy(source, &temporary).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     std::fs::rename(&temporary, &target).expect("copy into place");
     target
