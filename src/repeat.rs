@@ -15,7 +15,8 @@
 //! Limits, said plainly: chunks are stored beside publishing, normally up to
 //! the chunk writer's linger (100 ms) behind, more when DynamoDB is slow; a
 //! chunk published in that window before the environment died is not in the
-//! store, and the `Interrupted` chunk then repeats its `seq`. And a turn that
+//! store, and the `Interrupted` chunk then repeats its `seq` (the clients'
+//! assemblers finish on a terminal chunk even when its `seq` is a repeat). And a turn that
 //! is alive but cannot renew its lease for two leases (a DynamoDB outage)
 //! can be taken over by a repeat that arrives then.
 

@@ -4,7 +4,11 @@
 //! The rule that makes streaming reliable: subscribe (and see `start_ack`)
 //! before sending the prompt, order by `seq`, drop repeats (the resolver
 //! resends a chunk with the same `seq` when a publish may or may not have
-//! reached AppSync), finish on the terminal chunk (`done: true`).
+//! reached AppSync), finish on the terminal chunk (`done: true`). A terminal
+//! chunk is never a repeat: one whose `seq` was already seen still ends the
+//! turn. It comes from Lambda's retry of a turn whose execution environment
+//! died, which ends the turn after the last *stored* chunk and cannot know
+//! the few the dead environment published but had not stored yet.
 //!
 //! And when chunks went missing (a dropped socket, a `seq` gap that does not
 //! fill): ask `turnChunks` for everything after [`TurnAssembler::after_seq`]
@@ -31,10 +35,19 @@ impl TurnAssembler {
 
     /// Accepts a chunk of this turn; returns the chunks that are now in order
     /// (possibly none, possibly several). A chunk already seen (same `seq`),
-    /// and anything after the terminal chunk, is dropped.
+    /// and anything after the terminal chunk, is dropped; a terminal chunk
+    /// whose `seq` was already released ends the turn (see the module doc).
     pub fn push(&mut self, chunk: Chunk) -> Vec<Chunk> {
-        if chunk.seq < self.next_seq || self.finished.is_some() {
+        if self.finished.is_some() {
             return Vec::new();
+        }
+        if chunk.seq < self.next_seq {
+            if !chunk.done {
+                return Vec::new();
+            }
+            self.finished = Some(chunk.clone());
+            self.pending.clear();
+            return vec![chunk];
         }
         self.pending.entry(chunk.seq).or_insert(chunk);
         let mut ready = Vec::new();
@@ -119,6 +132,20 @@ mod tests {
         assert_eq!(last.len(), 1);
         assert!(a.finished().is_some());
         assert!(a.push(chunk(3, "late", false)).is_empty());
+    }
+
+    #[test]
+    fn a_terminal_chunk_that_repeats_a_seq_still_ends_the_turn() {
+        let mut a = TurnAssembler::new();
+        assert_eq!(a.push(chunk(0, "a", false)).len(), 1);
+        assert_eq!(a.push(chunk(1, "b", false)).len(), 1);
+        // A retry stored only seq 0, so it ends the turn at seq 1.
+        let ended = a.push(chunk(1, "", true));
+        assert_eq!(ended.len(), 1);
+        assert!(ended[0].done);
+        assert_eq!(a.finished().map(|c| c.seq), Some(1));
+        assert!(a.push(chunk(2, "late", false)).is_empty());
+        assert!(a.push(chunk(1, "", true)).is_empty(), "only one ending");
     }
 
     #[test]

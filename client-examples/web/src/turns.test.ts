@@ -148,6 +148,22 @@ describe('applyChunk', () => {
     expect(turn.text).toBe('Par');
   });
 
+  it("ends on a retry's Interrupted chunk even when its seq was already seen", () => {
+    const turn = newTurn('t-1', 'hello');
+    applyAll(turn, [chunk(0, 'Par'), chunk(1, 'tial')]);
+    // The retry stored only seq 0, so it ends the turn at seq 1.
+    const ending = chunk(1, '', {
+      done: true,
+      stopReason: 'error',
+      error: { errorType: 'Interrupted', message: 'The answer was interrupted. Try again.', retryable: true },
+    });
+    expect(applyChunk(turn, ending)).toBe('');
+    expect(turn.state).toBe('error');
+    expect(turn.text).toBe('Partial');
+    expect(turn.error?.retryable).toBe(true);
+    expect(applyChunk(turn, chunk(2, 'late'))).toBe('');
+  });
+
   it('ends in error with a general message on the stop reason `error` alone', () => {
     const turn = newTurn('t-1', 'hello');
     applyChunk(turn, chunk(0, '', { done: true, stopReason: 'error' }));

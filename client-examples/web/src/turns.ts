@@ -81,12 +81,21 @@ export function isEnded(turn: Turn): boolean {
  * Takes one chunk of `turn`. Returns the text the answer grows by (possibly
  * empty); the turn's state, stop reason, usage and error change when the
  * terminal chunk comes into order. Repeats, chunks of another turn and chunks
- * after the end are ignored. An `interrupted` turn whose chunks come after all
+ * after the end are ignored; a terminal chunk whose seq was already seen still
+ * ends the turn. An `interrupted` turn whose chunks come after all
  * streams again.
  */
 export function applyChunk(turn: Turn, chunk: Chunk): string {
   if (isEnded(turn) || chunk.turnId !== turn.turnId) return '';
-  if (!Number.isInteger(chunk.seq) || chunk.seq < turn.nextSeq || turn.pending.has(chunk.seq)) return '';
+  if (!Number.isInteger(chunk.seq)) return '';
+  // A terminal chunk is never a repeat: a retry of a turn whose environment
+  // died ends it after the last stored chunk, which may be a seq already seen.
+  if (chunk.done && chunk.seq < turn.nextSeq) {
+    finish(turn, chunk);
+    turn.pending.clear();
+    return '';
+  }
+  if (chunk.seq < turn.nextSeq || turn.pending.has(chunk.seq)) return '';
   turn.pending.set(chunk.seq, chunk);
   const before = turn.nextSeq;
   let added = '';
