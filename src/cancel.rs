@@ -8,6 +8,14 @@
 //! connection per execution environment (opened on the first turn, kept across
 //! invocations, reopened once it has closed) and, per turn, subscribes with the
 //! turn's id and owner, so only the owner's cancellation matches.
+//!
+//! Lambda freezes the environment between invocations, and may purge its idle
+//! connections while it is frozen
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>).
+//! A kept connection unused for longer than AppSync's `connectionTimeoutMs`
+//! can no longer be told from a dead one (its keep-alives were not read while
+//! frozen), so it is replaced rather than trusted: the subscription then
+//! costs one connection handshake, which runs beside the model call.
 //! Real-time protocol and IAM auth:
 //! <https://docs.aws.amazon.com/appsync/latest/devguide/real-time-websocket-client.html>.
 //!
@@ -17,7 +25,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -58,7 +66,20 @@ pub(crate) struct CancelListener {
     graphql_url: String,
     region: String,
     credentials: Arc<CredentialsCache>,
-    connection: tokio::sync::Mutex<Option<RealtimeClient>>,
+    connection: tokio::sync::Mutex<Option<Kept>>,
+}
+
+/// The kept connection and when a turn last used it.
+struct Kept {
+    client: RealtimeClient,
+    last_used: Instant,
+}
+
+impl Kept {
+    /// Open, and used within its keep-alive window (see the module doc).
+    fn is_trusted(&self) -> bool {
+        !self.client.is_closed() && self.last_used.elapsed() < self.client.connection_timeout
+    }
 }
 
 impl fmt::Debug for CancelListener {
@@ -107,8 +128,11 @@ impl CancelListener {
         let mut attempt = 1;
         loop {
             let client = match connection.take() {
-                Some(c) if !c.is_closed() => c,
-                _ => {
+                Some(kept) if kept.is_trusted() => kept.client,
+                stale => {
+                    if stale.is_some() {
+                        debug!("the kept connection outlived its keep-alive window; replacing it");
+                    }
                     debug!("opening the real-time connection for cancellations");
                     RealtimeClient::connect(
                         &self.realtime_url,
@@ -131,7 +155,10 @@ impl CancelListener {
                 Ok(_) => false,
             };
             if !replace && !client.is_closed() {
-                *connection = Some(client);
+                *connection = Some(Kept {
+                    client,
+                    last_used: Instant::now(),
+                });
             }
             match result {
                 Err(e) if replace && attempt == 1 => {
@@ -140,6 +167,13 @@ impl CancelListener {
                 }
                 other => return other.map_err(CancelError::from),
             }
+        }
+    }
+
+    /// The kept connection was just used (a turn ended on it).
+    async fn touch(&self) {
+        if let Some(kept) = self.connection.lock().await.as_mut() {
+            kept.last_used = Instant::now();
         }
     }
 
@@ -210,10 +244,11 @@ impl CancelWatch<'_> {
     /// Unsubscribes (waiting up to [`STOP_TIMEOUT`] for AppSync's
     /// `complete`). Call at the end of every turn.
     pub(crate) async fn stop(mut self) {
-        if let Some(subscription) = self.subscription.take()
-            && let Err(error) = subscription.unsubscribe(STOP_TIMEOUT).await
-        {
-            debug!(%error, "the cancel subscription did not confirm its stop");
+        if let Some(subscription) = self.subscription.take() {
+            if let Err(error) = subscription.unsubscribe(STOP_TIMEOUT).await {
+                debug!(%error, "the cancel subscription did not confirm its stop");
+            }
+            self.listener.touch().await;
         }
     }
 }
