@@ -269,7 +269,7 @@ async fn a_worker_killed_mid_turn_is_ended_by_the_retry_as_interrupted() {
     let data = data_dir("killed");
     let stack = stack_with(resolver(), |c| {
         // One environment: the retry lands in its replacement.
-        c.workers = 1;
+        c.concurrency = 1;
         c.bedrock.scripted_tokens_per_second = 400.0;
         c.bedrock.fault = Some(Fault::Stall { after_deltas: 8 });
         c.dynamodb = Some(dynamodb_config(&data));
@@ -289,7 +289,7 @@ async fn a_worker_killed_mid_turn_is_ended_by_the_retry_as_interrupted() {
     while let Ok(Some(Ok(payload))) = tokio::time::timeout_at(quiet, subscription.next()).await {
         chunks.extend(appsync_client::chunk_from_payload(&payload));
     }
-    let pid = stack.lambda.worker_pids().await[0];
+    let pid = stack.lambda.worker_pids()[0];
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()

@@ -280,7 +280,7 @@ async fn the_lambda_deadline_cuts_the_turn_short_with_a_terminal_chunk() {
 
 #[tokio::test]
 async fn a_duplicate_delivery_of_the_event_does_not_stream_twice() {
-    let stack = stack_with(resolver(), |c| c.workers = 1).await;
+    let stack = stack_with(resolver(), |c| c.concurrency = 1).await;
     stack.lambda.set_duplicate_delivery(1);
     let token = stack.token("alice");
     let client = connect(&stack, &token).await;
@@ -302,7 +302,7 @@ async fn a_duplicate_in_another_execution_environment_does_not_stream_twice() {
     let data = std::env::temp_dir().join(format!("faults-dynamodb-{}", uuid::Uuid::new_v4()));
     // Two idle environments take the two copies of the event at once.
     let stack = stack_with(resolver(), |c| {
-        c.workers = 2;
+        c.concurrency = 2;
         c.bedrock.scripted_tokens_per_second = 200.0;
         c.dynamodb = Some(dynamodb_config(&data));
     })

@@ -243,7 +243,22 @@ fn turns_are_invoked_asynchronously_with_retries() {
     // A retry ends a turn whose environment died (see the template's comment).
     assert!(function.contains("MaximumRetryAttempts: 2"), "{function}");
     assert!(function.contains("Runtime: provided.al2023"), "{function}");
-    assert!(function.contains("Architectures: [arm64]"), "{function}");
+    // arm64 unless the deployment says otherwise (scripts/build-function builds either).
+    assert!(
+        function.contains("Architectures: [!Ref Architecture]"),
+        "{function}"
+    );
+    let parameter = template_resources(&template.replace("Parameters:\n", "Resources:\n"))
+        .into_iter()
+        .find(|(id, _)| id == "Architecture")
+        .expect("the Architecture parameter")
+        .1
+        .join("\n");
+    assert!(parameter.contains("Default: arm64"), "{parameter}");
+    assert!(
+        parameter.contains("AllowedValues: [arm64, x86_64]"),
+        "{parameter}"
+    );
     let resolver = read("infra/resolvers/Mutation.sendPrompt.js");
     assert!(resolver.contains("invocationType: 'Event'"));
 }

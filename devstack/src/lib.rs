@@ -88,6 +88,9 @@ pub const DEV_API_KEY: &str = "da2-devstack";
 /// binary.
 pub use bedrock_appsync_stream::run as run_resolver;
 
+/// The resolver function's name in the devstack (`AWS_LAMBDA_FUNCTION_NAME`).
+pub const FUNCTION_NAME: &str = "bedrock-appsync-stream";
+
 /// The schema every part of the project shares.
 pub const SCHEMA: &str = include_str!("../../schema.graphql");
 
@@ -95,14 +98,28 @@ pub const SCHEMA: &str = include_str!("../../schema.graphql");
 pub struct StackConfig {
     /// Where to listen; port 0 picks a free one.
     pub bind: SocketAddr,
-    /// The program a Lambda worker runs (the resolver).
+    /// The program a Lambda execution environment runs (the resolver).
     pub function: FunctionCommand,
-    /// Worker processes, i.e. concurrent turns.
-    pub workers: usize,
+    /// The most execution environments at once (concurrent turns): the
+    /// template's `ReservedConcurrentExecutions`, else
+    /// [`DEFAULT_CONCURRENCY`]. 0 throttles every invocation.
+    pub concurrency: usize,
     /// The model the resolver uses when a prompt names none.
     pub default_model: String,
-    /// The Lambda function's timeout.
+    /// The Lambda function's timeout (the template's `Timeout`).
     pub function_timeout: Duration,
+    /// The function's `MemorySize`, in MB (the template's).
+    pub function_memory_mb: u64,
+    /// The function's environment variables the template gives (parameter
+    /// defaults and literals), under the devstack's own endpoints and
+    /// [`Self::function_environment`].
+    pub template_environment: Vec<(String, String)>,
+    /// `MaximumEventAgeInSeconds` of the async invoke config (the template's).
+    pub max_event_age: Duration,
+    /// An execution environment idle this long is shut down.
+    pub idle_timeout: Duration,
+    /// Freeze execution environments between invocations, as Lambda does.
+    pub freeze: bool,
     /// The Cognito pool's key; `None` makes a fresh one.
     pub cognito_key: Option<rsa::RsaPrivateKey>,
     /// The Bedrock stand-in's settings (model pace, weights cache, faults).
@@ -113,7 +130,8 @@ pub struct StackConfig {
     pub function_environment: Vec<(String, String)>,
     /// The model ids `sendPrompt` accepts.
     pub allowed_models: Vec<String>,
-    /// Lambda's retries of a failed asynchronous invocation (its default: 2).
+    /// Lambda's retries of a failed asynchronous invocation (the template's
+    /// `MaximumRetryAttempts`).
     pub max_retry_attempts: u32,
     /// The wait before the first retry; the n-th waits n times as long.
     pub retry_delay: Duration,
@@ -139,14 +157,20 @@ pub struct StackConfig {
 }
 
 impl StackConfig {
-    /// Defaults: 127.0.0.1:4000, two workers, the `smollm2` model.
+    /// Defaults: 127.0.0.1:4000, the `smollm2` model, and the function as
+    /// the built-in `infra/template.yaml` configures it.
     pub fn new(function: FunctionCommand) -> Self {
-        Self {
+        let mut config = Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 4000)),
             function,
-            workers: 2,
+            concurrency: DEFAULT_CONCURRENCY,
             default_model: "smollm2".into(),
             function_timeout: Duration::from_secs(300),
+            function_memory_mb: 256,
+            template_environment: Vec::new(),
+            max_event_age: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            freeze: true,
             cognito_key: None,
             bedrock: BedrockConfig::default(),
             appsync: AppSyncConfig::default(),
@@ -159,6 +183,39 @@ impl StackConfig {
             tls_bind: SocketAddr::from(([127, 0, 0, 1], 4443)),
             web_dir: None,
             dynamodb: None,
+        };
+        // The built-in template is checked by a test, so this always applies.
+        if let Some(settings) = embedded_function_settings() {
+            config.apply_function_settings(&settings);
+        }
+        config
+    }
+
+    /// Runs the function as `settings` (read from a template) configure it.
+    pub fn apply_function_settings(&mut self, settings: &lambda::settings::FunctionSettings) {
+        self.concurrency = settings.reserved_concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        self.function_timeout = settings.timeout;
+        self.function_memory_mb = settings.memory_size_mb;
+        self.template_environment = settings.environment.clone();
+        self.max_retry_attempts = settings.max_retry_attempts;
+        self.max_event_age = settings.max_event_age;
+    }
+}
+
+/// Execution environments when the template reserves no concurrency: turns
+/// mostly wait on the model, so a 2-core machine runs ten at once with room
+/// to spare (`devstack bench --users` measures it).
+pub const DEFAULT_CONCURRENCY: usize = 10;
+
+/// The function's settings in the built-in `infra/template.yaml`.
+fn embedded_function_settings() -> Option<lambda::settings::FunctionSettings> {
+    use appsync::js::template::{EMBEDDED_INFRA, TEMPLATE_FILE};
+    let (_, template) = EMBEDDED_INFRA.iter().find(|(p, _)| *p == TEMPLATE_FILE)?;
+    match lambda::settings::function_settings(template) {
+        Ok(settings) => Some(settings),
+        Err(error) => {
+            tracing::warn!(%error, "the built-in template's function settings do not apply");
+            None
         }
     }
 }
@@ -207,6 +264,12 @@ impl Stack {
         let user_pool = UserPool::new(&base_url, DEV_USER_POOL_ID, DEV_CLIENT_ID, &key);
         let iam_users = dev_iam_users();
         let dynamodb = start_dynamodb(config.dynamodb).await;
+        // The template's variables, but the table only where there is one.
+        let template_environment: Vec<(String, String)> = config
+            .template_environment
+            .into_iter()
+            .filter(|(name, _)| dynamodb.is_some() || name != "CONVERSATIONS_TABLE")
+            .collect();
         let mut extra_environment = config.function_environment;
         if let Some(local) = &dynamodb {
             extra_environment.extend([
@@ -221,13 +284,21 @@ impl Stack {
             ]);
         }
         let lambda = LambdaService::new(LambdaConfig {
-            function_name: "bedrock-appsync-stream".into(),
-            command: config.function,
-            workers: config.workers,
+            concurrency: config.concurrency,
             timeout: config.function_timeout,
-            environment: function_environment(&base_url, &config.default_model, extra_environment),
+            memory_size_mb: config.function_memory_mb,
+            environment: function_environment(
+                template_environment,
+                &base_url,
+                &config.default_model,
+                extra_environment,
+            ),
             max_retry_attempts: config.max_retry_attempts,
             retry_delay: config.retry_delay,
+            max_event_age: config.max_event_age,
+            idle_timeout: config.idle_timeout,
+            freeze: config.freeze,
+            ..LambdaConfig::new(FUNCTION_NAME, config.function)
         });
         let bedrock = BedrockState::new(config.bedrock);
         let schema = Schema::parse(SCHEMA)?;
@@ -283,10 +354,7 @@ impl Stack {
                 tracing::error!(error = %e, "devstack server stopped");
             }
         });
-        lambda
-            .start_workers()
-            .await
-            .context("could not start the Lambda workers")?;
+        lambda.start().await;
         Ok(Stack {
             addr,
             tls_addr,
@@ -348,7 +416,7 @@ impl Stack {
     /// Stops the workers, the server and the local DynamoDB (whose data
     /// stays on disk).
     pub async fn shutdown(self) {
-        self.lambda.stop_workers().await;
+        self.lambda.stop().await;
         if let Some(dynamodb) = self.dynamodb {
             dynamodb.shutdown().await;
         }
@@ -418,26 +486,31 @@ pub fn dev_iam_users() -> IamUsers {
     )
 }
 
-/// What the resolver function sees, as its Lambda configuration would give it.
+/// What the resolver function sees, as its Lambda configuration would give
+/// it: the template's variables, then the devstack's endpoints and
+/// credentials, then `extra` (a later value of a name wins).
 fn function_environment(
+    template: Vec<(String, String)>,
     base_url: &str,
     default_model: &str,
     extra: Vec<(String, String)>,
 ) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("APPSYNC_GRAPHQL_URL", format!("{base_url}/graphql")),
-        ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", base_url.to_owned()),
-        ("BEDROCK_MODEL_ID", default_model.to_owned()),
-        ("AWS_REGION", DEV_REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", DEV_ACCESS_KEY_ID.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", DEV_SECRET_ACCESS_KEY.to_owned()),
-        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = template;
+    env.extend(
+        [
+            ("APPSYNC_GRAPHQL_URL", format!("{base_url}/graphql")),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", base_url.to_owned()),
+            ("BEDROCK_MODEL_ID", default_model.to_owned()),
+            ("AWS_REGION", DEV_REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", DEV_ACCESS_KEY_ID.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", DEV_SECRET_ACCESS_KEY.to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("RUST_LOG", "info".to_owned()),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
     env.extend(extra);
     env
 }

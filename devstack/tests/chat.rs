@@ -43,7 +43,7 @@ async fn token_prints_a_token_the_running_stack_accepts() {
     };
     let mut config = devstack::StackConfig::new(function);
     config.bind = ([127, 0, 0, 1], 0).into();
-    config.workers = 0;
+    config.concurrency = 0;
     config.cognito_key = Some(key);
     let stack = devstack::Stack::start(config).await.expect("stack");
     let output = Command::new(env!("CARGO_BIN_EXE_devstack"))

@@ -48,7 +48,7 @@ const DELETE: &str = "mutation D($conversationId: ID!) { \
 async fn start() -> (Stack, PathBuf) {
     let dir = std::env::temp_dir().join(format!("conversations-api-{}", uuid::Uuid::new_v4()));
     let stack = stack_with(resolver(), |c| {
-        c.workers = 0;
+        c.concurrency = 0;
         c.dynamodb = Some(dynamodb_config(&dir));
     })
     .await;

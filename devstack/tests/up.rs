@@ -22,7 +22,7 @@ struct Up {
 async fn up(cache: &Path, web_dir: &Path) -> Up {
     let mut child = Command::new(env!("CARGO_BIN_EXE_devstack"))
         .args(["up", "--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
-        .args(["--workers", "1", "--model", "scripted", "--web-dir"])
+        .args(["--concurrency", "1", "--model", "scripted", "--web-dir"])
         .arg(web_dir)
         .env("DEVSTACK_CACHE_DIR", cache)
         .env("RUST_LOG", "warn")
@@ -137,9 +137,25 @@ async fn up_serves_the_page_its_config_tokens_and_the_api_over_https() {
 
     // A restart keeps the CA, so a browser told to trust it still does.
     let ca = std::fs::read_to_string(&first.ca_path).expect("CA");
-    first.child.kill().await.expect("stopped");
+    ctrl_c(&mut first.child).await;
     let mut second = up(&cache, &web_dir).await;
     assert_eq!(std::fs::read_to_string(&second.ca_path).expect("CA"), ca);
-    second.child.kill().await.expect("stopped");
+    ctrl_c(&mut second.child).await;
     let _ = std::fs::remove_dir_all(cache);
+}
+
+/// Stops `devstack up` as a user does, with Ctrl-C (SIGINT), so that it
+/// stops what it started (the local DynamoDB among them); a kill would leave
+/// those running.
+async fn ctrl_c(child: &mut tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("devstack up stops on Ctrl-C")
+        .expect("exit status");
 }

@@ -103,6 +103,26 @@ impl PubSub {
         self.subscriptions.lock().map(|s| s.len()).unwrap_or(0)
     }
 
+    /// How many active subscriptions listen for `mutation` (e.g. how many
+    /// `onCancel` subscriptions wait for `cancelTurn`).
+    pub fn listening_for(&self, mutation: &str) -> usize {
+        self.connections_listening_for(mutation).len()
+    }
+
+    /// The connection of each active subscription that listens for
+    /// `mutation`, in no particular order.
+    pub fn connections_listening_for(&self, mutation: &str) -> Vec<u64> {
+        self.subscriptions
+            .lock()
+            .map(|s| {
+                s.values()
+                    .filter(|sub| sub.mutations.iter().any(|m| m == mutation))
+                    .map(|sub| sub.connection)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether no subscription is active.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -13,6 +13,7 @@
 
 pub mod measure;
 pub mod store;
+pub mod users;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -189,7 +190,7 @@ async fn run_strategy(
 ) -> anyhow::Result<StrategyResult> {
     let mut stack_config = StackConfig::new(config.function.clone());
     stack_config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    stack_config.workers = 1;
+    stack_config.concurrency = 1;
     stack_config.default_model = "scripted".into();
     stack_config.bedrock.scripted_gaps = scenario.gaps;
     stack_config.bedrock.scripted_tokens_per_second = scenario.tokens_per_second;
@@ -201,7 +202,7 @@ async fn run_strategy(
     let stack = Stack::start(stack_config).await?;
     stack.appsync.publish_faults.set_round_trip(rtt);
     let outcome = measure_turns(&stack, config).await;
-    let rss = match stack.lambda.worker_pids().await.first() {
+    let rss = match stack.lambda.worker_pids().first() {
         Some(pid) => peak_rss_mb(*pid),
         None => None,
     };
@@ -335,18 +336,18 @@ async fn resolver_result(function: &FunctionCommand) -> anyhow::Result<ResolverR
     for _ in 0..5 {
         let mut config = StackConfig::new(function.clone());
         config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.workers = 1;
+        config.concurrency = 1;
+        config.max_retry_attempts = 0;
         let stack = Stack::start(config).await?;
-        let started = Instant::now();
-        let init = loop {
-            if let Some(d) = stack.lambda.init_duration() {
-                break Some(d);
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
+        // The first invocation starts the environment (an empty event, which
+        // the resolver refuses at once): its report carries the init.
+        let mut outcomes = stack.lambda.outcomes();
+        stack.lambda.invoke_async(serde_json::json!({}));
+        let init = tokio::time::timeout(Duration::from_secs(10), outcomes.recv())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|outcome| outcome.report.init_duration);
         stack.shutdown().await;
         runs.push(init.context("the resolver never asked for an invocation")?);
     }

@@ -71,7 +71,7 @@ async fn store_case(
 ) -> anyhow::Result<StoreResult> {
     let mut stack_config = StackConfig::new(config.function.clone());
     stack_config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    stack_config.workers = 1;
+    stack_config.concurrency = 1;
     stack_config.default_model = "scripted".into();
     stack_config.bedrock.scripted_gaps =
         Some((Duration::from_millis(20), Duration::from_millis(50)));

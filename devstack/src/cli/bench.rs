@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::bench::store::run_store;
+use crate::bench::users::run_users;
 use crate::bench::{BenchConfig, Report, STRATEGIES, run};
 use crate::lambda::FunctionCommand;
 
@@ -35,6 +36,14 @@ pub(super) struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Instead of the strategies: these numbers of users start a turn at
+    /// the same moment (e.g. `10,50`); time to first chunk and cold starts.
+    #[arg(long, value_delimiter = ',')]
+    users: Vec<usize>,
+    /// With `--users`: the function's concurrency limit (default: the
+    /// number of users, so that none waits in the queue).
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// Instead of the strategies: the conversations table's cost, the same
     /// turns (500 and 2,000 tokens, 0 ms round trip) without and with it.
     #[arg(long)]
@@ -67,6 +76,9 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     if args.store {
         return run_store_bench(&config, args.json).await;
+    }
+    if !args.users.is_empty() {
+        return run_users_bench(&config, &args.users, args.concurrency, args.json).await;
     }
     let report = run(&config, |step| eprintln!("bench: {step}")).await?;
     if args.json {
@@ -114,6 +126,56 @@ async fn run_store_bench(config: &BenchConfig, json: bool) -> anyhow::Result<()>
             r.delay_p99_ms,
             or_dash(r.writes_per_turn),
             or_dash(r.bytes_per_turn),
+        );
+    }
+    Ok(())
+}
+
+/// `--users`: K users at once, one line per K.
+async fn run_users_bench(
+    config: &BenchConfig,
+    users: &[usize],
+    concurrency: Option<usize>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let results = run_users(config, users, concurrency, |step| {
+        eprintln!("bench: {step}")
+    })
+    .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).context("report")?
+        );
+        return Ok(());
+    }
+    println!("each user: own connection and conversation, 150 tokens at 50 tokens/s (scripted)\n");
+    println!(
+        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "users",
+        "limit",
+        "p50 ms",
+        "max ms",
+        "cold",
+        "lone ms",
+        "lone cold",
+        "init ms",
+        "target ms",
+        "within"
+    );
+    for r in &results {
+        println!(
+            "{:>6} {:>6} {:>10.1} {:>10.1} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7}",
+            r.users,
+            r.concurrency,
+            r.first_chunk_p50_ms,
+            r.first_chunk_max_ms,
+            r.cold_starts,
+            r.lone_warm_ms,
+            r.lone_cold_ms,
+            r.cold_start_ms,
+            r.target_ms,
+            if r.within_target { "yes" } else { "no" },
         );
     }
     Ok(())

@@ -39,19 +39,23 @@ pub(super) struct ChatArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Run this executable as the function (e.g. the `bootstrap` that
+    /// `scripts/build-function` builds) instead of the resolver built into
+    /// devstack.
+    #[arg(long)]
+    function: Option<std::path::PathBuf>,
     /// Continue this conversation (its earlier turns go to the model as
     /// history); a new one when absent. The stats line names it.
     #[arg(long)]
     conversation: Option<String>,
 }
 
-/// Starts a one-worker stack on a free port, runs the chat, and stops the
+/// Starts a stack on a free port, runs the chat, and stops the
 /// stack whatever the outcome.
 pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     super::init_tracing("warn");
-    let mut config = StackConfig::new(super::self_as_function()?);
+    let mut config = StackConfig::new(super::function_command(args.function.as_deref())?);
     config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.workers = 1;
     config.default_model = args.model.clone();
     config.bedrock.scripted_tokens_per_second = args.scripted_rate;
     config.dynamodb = Some(super::dynamodb_config(None)?);

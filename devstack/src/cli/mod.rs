@@ -115,28 +115,61 @@ fn key_path() -> PathBuf {
     crate::state_dir().join("cognito-pool-key.pem")
 }
 
-/// The local DynamoDB of `up` and `chat`: its data in the state directory
-/// (so conversations survive a restart), dynalite installed in the cache, the
-/// tables of `infra_dir`'s template, else of the built-in copy of `infra/`.
-fn dynamodb_config(infra_dir: Option<&Path>) -> anyhow::Result<crate::dynamodb::DynamoDbConfig> {
+/// The text of `infra_dir`'s template, else of the built-in copy of `infra/`.
+fn template_text(infra_dir: Option<&Path>) -> anyhow::Result<String> {
     use crate::appsync::js::template::{EMBEDDED_INFRA, TEMPLATE_FILE};
-    let template = match infra_dir {
+    match infra_dir {
         Some(dir) => std::fs::read_to_string(dir.join(TEMPLATE_FILE))
-            .with_context(|| format!("could not read {}", dir.join(TEMPLATE_FILE).display()))?,
+            .with_context(|| format!("could not read {}", dir.join(TEMPLATE_FILE).display())),
         None => EMBEDDED_INFRA
             .iter()
             .find(|(path, _)| *path == TEMPLATE_FILE)
             .map(|(_, text)| (*text).to_owned())
-            .context("the built-in infra/ has no template")?,
-    };
+            .context("the built-in infra/ has no template"),
+    }
+}
+
+/// The function configured as `infra_dir`'s template (else the built-in
+/// one) configures it.
+fn apply_template(config: &mut crate::StackConfig, infra_dir: Option<&Path>) -> anyhow::Result<()> {
+    let template = template_text(infra_dir)?;
+    let settings = crate::lambda::settings::function_settings(&template)
+        .context("the template's function cannot run in the devstack")?;
+    config.apply_function_settings(&settings);
+    Ok(())
+}
+
+/// The local DynamoDB of `up` and `chat`: its data in the state directory
+/// (so conversations survive a restart), dynalite installed in the cache, the
+/// tables of `infra_dir`'s template, else of the built-in copy of `infra/`.
+fn dynamodb_config(infra_dir: Option<&Path>) -> anyhow::Result<crate::dynamodb::DynamoDbConfig> {
     Ok(crate::dynamodb::DynamoDbConfig {
         data_dir: crate::state_dir().join("dynamodb"),
         cache_dir: crate::state_dir(),
-        template,
+        template: template_text(infra_dir)?,
     })
 }
 
-/// This executable, re-run as a Lambda worker.
+/// `program` (a built `bootstrap`) as the function, else this executable
+/// re-run as one (`devstack worker`).
+fn function_command(program: Option<&Path>) -> anyhow::Result<FunctionCommand> {
+    match program {
+        Some(program) => {
+            anyhow::ensure!(
+                program.is_file(),
+                "{} is not a file (build it with scripts/build-function)",
+                program.display()
+            );
+            Ok(FunctionCommand {
+                program: std::path::absolute(program)?,
+                args: Vec::new(),
+            })
+        }
+        None => self_as_function(),
+    }
+}
+
+/// This executable, re-run as a Lambda execution environment's process.
 fn self_as_function() -> anyhow::Result<FunctionCommand> {
     Ok(FunctionCommand {
         program: std::env::current_exe()?,

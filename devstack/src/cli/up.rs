@@ -23,9 +23,15 @@ pub(super) struct UpArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4000")]
     bind: SocketAddr,
-    /// Lambda worker processes (concurrent turns).
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    /// The most Lambda execution environments at once (concurrent turns);
+    /// default: the template's ReservedConcurrentExecutions, else 10.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Run this executable as the function (e.g. the `bootstrap` that
+    /// `scripts/build-function` builds) instead of the resolver built into
+    /// devstack.
+    #[arg(long)]
+    function: Option<PathBuf>,
     /// The model used when a prompt names none: `smollm2` or `scripted`.
     #[arg(long, default_value = "smollm2")]
     model: String,
@@ -61,9 +67,13 @@ pub(super) struct UpArgs {
 /// serves until Ctrl-C.
 pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     super::init_tracing("info");
-    let mut config = StackConfig::new(super::self_as_function()?);
+    let mut config = StackConfig::new(super::function_command(args.function.as_deref())?);
     config.bind = args.bind;
-    config.workers = args.workers;
+    super::apply_template(&mut config, args.infra_dir.as_deref())?;
+    if let Some(concurrency) = args.concurrency {
+        config.concurrency = concurrency;
+    }
+    let concurrency = config.concurrency;
     config.default_model = args.model.clone();
     config.cognito_key = Some(crate::cognito::load_or_create_key(&super::key_path())?);
     config.bedrock.scripted_tokens_per_second = args.scripted_rate;
@@ -111,10 +121,7 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         stack.user_pool.issuer()
     );
     println!("  Bedrock Runtime   {base}  (AWS_ENDPOINT_URL_BEDROCK_RUNTIME)");
-    println!(
-        "  Lambda Runtime API {}  ({} workers)",
-        stack.addr, args.workers
-    );
+    println!("  Lambda            up to {concurrency} execution environments, started on demand");
     println!("  default model     {}\n", args.model);
     println!(
         "  IAM (publisher)   AWS_ACCESS_KEY_ID={DEV_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY={DEV_SECRET_ACCESS_KEY} AWS_REGION={DEV_REGION}"

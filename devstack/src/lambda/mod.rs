@@ -1,43 +1,55 @@
-//! The Lambda stand-in: the Runtime API and the worker processes that run the
-//! resolver.
+//! The Lambda stand-in: one function, its asynchronous event queue, and the
+//! execution environments that run it.
 //!
 //! Place in the data path: client --sendPrompt--> AppSync --Invoke(Event)-->
-//! **Lambda** -> resolver process --ConverseStream--> Bedrock; resolver
-//! --publishChunk--> AppSync -> subscriber.
+//! **Lambda** -> execution environment (resolver process) --ConverseStream-->
+//! Bedrock; resolver --publishChunk--> AppSync -> subscriber.
 //!
-//! Workers are separate processes talking to the Lambda Runtime API
-//! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>) exactly as
-//! `lambda_runtime` does inside Lambda: `GET .../invocation/next` long-polls for
-//! an event, then `POST .../invocation/{id}/response` or `.../error`. Each worker
-//! is an execution environment with its own Runtime API endpoint
-//! ([`environment`]) and handles one invocation at a time; more workers give
-//! concurrent turns. A worker that dies fails the invocation it held, which is
-//! retried per the async invoke config, and is replaced.
-//! Asynchronous (`Event`) invokes queue until a worker is free
+//! It behaves as Lambda does where this service is exposed
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>,
+//! <https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html>):
+//! an invocation that finds no idle environment starts one (a cold start: the
+//! process is spawned, then runs its init until it asks for an invocation),
+//! up to the function's concurrency; an environment handles one invocation at
+//! a time, is frozen (`SIGSTOP`) while it waits for the next and thawed
+//! (`SIGCONT`) when it gets one, and is retired after an idle time. The
+//! function's timeout and memory size are enforced: an environment past its
+//! deadline or its memory is killed and the invocation fails
+//! (`Sandbox.Timedout`, `Runtime.OutOfMemory`), as does one whose process dies
+//! (`Runtime.ExitError`). Asynchronous (`Event`) invocations wait in a queue
+//! while every environment is busy, are retried per the async invoke config
+//! and dropped once older than its `MaximumEventAgeInSeconds`
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html>).
+//!
+//! # Layout
+//! - [`settings`]: the function's configuration, read from `infra/template.yaml`.
+//! - `pool`: scaling: which environment takes an invocation, cold starts, the
+//!   queue and event age, idle retirement.
+//! - `environment`: one execution environment: its process, freeze and thaw,
+//!   the timeout and memory watchdog, its death.
+//! - `runtime_api`: the Runtime API each environment's process talks to.
 
 mod environment;
+mod pool;
+mod runtime_api;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
-use tokio::sync::{Mutex, broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::{DEV_ACCOUNT_ID, DEV_REGION};
 
-/// The program a worker runs: the resolver, as Lambda would run `bootstrap`.
+/// The program an execution environment runs: the resolver, as Lambda would
+/// run `bootstrap`.
 #[derive(Clone, Debug)]
 pub struct FunctionCommand {
     /// The executable (the resolver's `bootstrap`, or `devstack` itself).
@@ -46,24 +58,60 @@ pub struct FunctionCommand {
     pub args: Vec<String>,
 }
 
-/// How the function is configured, as in a Lambda function's configuration.
+/// How the function is configured, as in a Lambda function's configuration
+/// and its async invoke config.
 #[derive(Clone, Debug)]
 pub struct LambdaConfig {
     /// The function's name (`AWS_LAMBDA_FUNCTION_NAME`, and in its ARN).
     pub function_name: String,
-    /// What each worker process runs.
+    /// What each execution environment runs.
     pub command: FunctionCommand,
-    /// Worker processes (concurrent executions).
-    pub workers: usize,
-    /// The function timeout: each invocation's deadline is now + this.
+    /// The most execution environments at once (the function's reserved
+    /// concurrency). 0 throttles every invocation, as Lambda does.
+    pub concurrency: usize,
+    /// The function timeout: each invocation's deadline is its start + this;
+    /// an environment still running it then is killed.
     pub timeout: Duration,
+    /// `MemorySize`, in MB: `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, and the
+    /// resident memory past which an environment is killed.
+    pub memory_size_mb: u64,
     /// Environment variables of the function, on top of Lambda's own.
     pub environment: Vec<(String, String)>,
-    /// Retries of an asynchronous invocation whose function returned an error
-    /// (the async invoke config's `MaximumRetryAttempts`; Lambda's default is 2).
+    /// Retries of an asynchronous invocation that failed (the async invoke
+    /// config's `MaximumRetryAttempts`; Lambda's default is 2).
     pub max_retry_attempts: u32,
-    /// Wait before each retry (Lambda waits about a minute, then two).
+    /// Wait before the first retry; the n-th waits n times as long (Lambda
+    /// waits about a minute, then two).
     pub retry_delay: Duration,
+    /// `MaximumEventAgeInSeconds`: an asynchronous event still queued (or due
+    /// for a retry) this long after Lambda received it is dropped.
+    pub max_event_age: Duration,
+    /// An environment idle this long is shut down.
+    pub idle_timeout: Duration,
+    /// Freeze (`SIGSTOP`) environments between invocations, as Lambda does.
+    pub freeze: bool,
+}
+
+impl LambdaConfig {
+    /// A function named `function_name` running `command`, with Lambda's
+    /// defaults where the devstack has no reason to differ: 10 environments,
+    /// 3 s timeout, 128 MB, 2 retries (1 s apart here), 6 h event age, 5 min
+    /// idle time, frozen between invocations.
+    pub fn new(function_name: impl Into<String>, command: FunctionCommand) -> Self {
+        Self {
+            function_name: function_name.into(),
+            command,
+            concurrency: 10,
+            timeout: Duration::from_secs(3),
+            memory_size_mb: 128,
+            environment: Vec::new(),
+            max_retry_attempts: 2,
+            retry_delay: Duration::from_secs(1),
+            max_event_age: Duration::from_secs(6 * 3600),
+            idle_timeout: Duration::from_secs(300),
+            freeze: true,
+        }
+    }
 }
 
 /// How an invocation ended.
@@ -71,34 +119,60 @@ pub struct LambdaConfig {
 pub struct InvocationOutcome {
     /// The invocation's request id (`Lambda-Runtime-Aws-Request-Id`).
     pub request_id: String,
-    /// The function's response, or its error object (`errorType`, `errorMessage`).
+    /// The function's response, or its error object (`errorType`,
+    /// `errorMessage`; for an event that was never run, `EventAgeExceeded`).
     pub result: Result<Value, Value>,
+    /// What Lambda's `REPORT` log line says of it.
+    pub report: InvocationReport,
+}
+
+/// The numbers of Lambda's `REPORT` line for one invocation
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html>).
+#[derive(Clone, Debug, Default)]
+pub struct InvocationReport {
+    /// The execution environment that ran it (`None`: it never ran).
+    pub environment: Option<u64>,
+    /// From handing the event to the process until its response or error.
+    pub duration: Duration,
+    /// The environment's init (spawn to its first `invocation/next`), when
+    /// this invocation was that environment's first: a cold start.
+    pub init_duration: Option<Duration>,
+    /// The environment's peak resident memory so far, in MB.
+    pub max_memory_used_mb: Option<u64>,
 }
 
 /// Where a synchronous invocation's answer goes.
 type Reply = oneshot::Sender<Result<Value, Value>>;
 
+/// An event on its way to an environment.
 struct Invocation {
     request_id: String,
     payload: Value,
     reply: Option<Reply>,
     /// 0 for the first delivery, then 1, 2, ... for retries.
     attempt: u32,
+    /// When Lambda accepted the event; its age counts from here, across retries.
+    received: Instant,
 }
 
-/// An invocation a worker has taken and not yet answered.
+/// An invocation an environment has taken and not yet answered.
 struct InFlight {
     reply: Option<Reply>,
     payload: Value,
     attempt: u32,
+    received: Instant,
     /// The execution environment that took it.
-    environment: usize,
+    environment: u64,
+    /// When it was handed over.
+    started: Instant,
+    /// Set on the environment's first invocation.
+    init_duration: Option<Duration>,
 }
 
-/// The supervisors of the running execution environments.
-struct Environments {
+/// The background tasks of a started service.
+struct Running {
     stop: watch::Sender<bool>,
-    supervisors: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// The Lambda service with one function.
@@ -110,48 +184,53 @@ pub struct LambdaService {
 struct Inner {
     config: LambdaConfig,
     queue: mpsc::UnboundedSender<Invocation>,
-    next: Mutex<mpsc::UnboundedReceiver<Invocation>>,
-    in_flight: Mutex<HashMap<String, InFlight>>,
+    /// The queue's far end, until the dispatcher takes it.
+    queued: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Invocation>>>,
+    in_flight: std::sync::Mutex<HashMap<String, InFlight>>,
     /// Extra copies of each asynchronous event to deliver (Lambda delivers at least once).
-    duplicates: std::sync::atomic::AtomicUsize,
+    duplicates: AtomicUsize,
     outcomes: broadcast::Sender<InvocationOutcome>,
     metrics: broadcast::Sender<Value>,
-    environments: Mutex<Option<Environments>>,
-    /// Each environment's process id, while it runs.
-    pids: std::sync::Mutex<Vec<Option<u32>>>,
-    /// When the workers were spawned, and when the first `next` arrived.
-    init: std::sync::Mutex<(Option<std::time::Instant>, Option<std::time::Instant>)>,
+    pool: std::sync::Mutex<pool::Pool>,
+    /// Signalled when an environment becomes free or goes away.
+    capacity: Notify,
+    cold_starts: AtomicU64,
+    running: tokio::sync::Mutex<Option<Running>>,
 }
 
 impl LambdaService {
-    /// A service with an empty queue and no workers yet (see [`Self::start_workers`]).
+    /// A service with an empty queue and no environments; nothing runs
+    /// until [`Self::start`].
     pub fn new(config: LambdaConfig) -> Self {
-        let (queue, next) = mpsc::unbounded_channel();
+        let (queue, queued) = mpsc::unbounded_channel();
         let (outcomes, _) = broadcast::channel(1024);
         let (metrics, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
                 config,
                 queue,
-                next: Mutex::new(next),
-                in_flight: Mutex::new(HashMap::new()),
+                queued: std::sync::Mutex::new(Some(queued)),
+                in_flight: std::sync::Mutex::new(HashMap::new()),
+                duplicates: AtomicUsize::new(0),
                 outcomes,
                 metrics,
-                environments: Mutex::new(None),
-                pids: std::sync::Mutex::new(Vec::new()),
-                init: std::sync::Mutex::new((None, None)),
-                duplicates: std::sync::atomic::AtomicUsize::new(0),
+                pool: std::sync::Mutex::new(pool::Pool::default()),
+                capacity: Notify::new(),
+                cold_starts: AtomicU64::new(0),
+                running: tokio::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// The function's configuration.
+    pub fn config(&self) -> &LambdaConfig {
+        &self.inner.config
     }
 
     /// `Invoke` with `InvocationType: Event`: queued, answered at once with the request id.
     pub fn invoke_async(&self, payload: Value) -> String {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let copies = self
-            .inner
-            .duplicates
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let copies = self.inner.duplicates.load(Ordering::Relaxed);
         for copy in 0..=copies {
             let id = if copy == 0 {
                 request_id.clone()
@@ -163,6 +242,7 @@ impl LambdaService {
                 payload: payload.clone(),
                 reply: None,
                 attempt: 0,
+                received: Instant::now(),
             });
         }
         request_id
@@ -171,9 +251,7 @@ impl LambdaService {
     /// Delivers every later asynchronous event `extra + 1` times, as Lambda's
     /// at-least-once delivery occasionally does (fault injection).
     pub fn set_duplicate_delivery(&self, extra: usize) {
-        self.inner
-            .duplicates
-            .store(extra, std::sync::atomic::Ordering::Relaxed);
+        self.inner.duplicates.store(extra, Ordering::Relaxed);
     }
 
     fn enqueue(&self, invocation: Invocation) {
@@ -186,22 +264,24 @@ impl LambdaService {
     /// # Errors
     ///
     /// The function's error object (`errorType`, `errorMessage`) as it posted
-    /// it, or a `ServiceException` one when the invocation was lost.
+    /// it; `TooManyRequestsException` when every environment is busy at the
+    /// concurrency limit (Lambda throttles a synchronous call rather than
+    /// queue it); `ServiceException` when the invocation was lost.
     pub async fn invoke(&self, payload: Value) -> Result<Value, Value> {
         let (tx, rx) = oneshot::channel();
-        let invocation = Invocation {
+        self.enqueue(Invocation {
             request_id: uuid::Uuid::new_v4().to_string(),
             payload,
             reply: Some(tx),
             attempt: 0,
-        };
-        self.enqueue(invocation);
+            received: Instant::now(),
+        });
         rx.await.unwrap_or_else(|_| {
             Err(json!({"errorType": "ServiceException", "errorMessage": "the invocation was lost"}))
         })
     }
 
-    /// Every invocation's outcome, as it happens (for the CLI and tests).
+    /// Every invocation's outcome, as it happens (for the CLI, bench and tests).
     pub fn outcomes(&self) -> broadcast::Receiver<InvocationOutcome> {
         self.inner.outcomes.subscribe()
     }
@@ -212,143 +292,118 @@ impl LambdaService {
         self.inner.metrics.subscribe()
     }
 
-    /// Starts the execution environments, each with its own Runtime API
-    /// endpoint (see [`environment`]), and supervises them: an environment
-    /// whose process dies fails the invocation it held and is replaced.
-    ///
-    /// # Errors
-    ///
-    /// The I/O error of binding an endpoint or spawning a worker (e.g. no
-    /// such program); environments started before it keep running.
-    pub async fn start_workers(&self) -> std::io::Result<()> {
-        let workers = self.inner.config.workers;
-        let mut environments = self.inner.environments.lock().await;
-        if let Ok(mut pids) = self.inner.pids.lock() {
-            *pids = vec![None; workers];
+    /// Starts taking invocations from the queue (see the module doc). No
+    /// environment starts until an invocation needs one.
+    pub async fn start(&self) {
+        let mut running = self.inner.running.lock().await;
+        if running.is_some() {
+            return;
         }
-        if let Ok(mut init) = self.inner.init.lock() {
-            *init = (Some(std::time::Instant::now()), None);
-        }
+        let Some(queued) = self.inner.queued.lock().ok().and_then(|mut q| q.take()) else {
+            return;
+        };
         let (stop, stopped) = watch::channel(false);
-        let running = environments.insert(Environments {
-            stop,
-            supervisors: Vec::new(),
-        });
-        for index in 0..workers {
-            let started = environment::start(self, index).await?;
-            running
-                .supervisors
-                .push(tokio::spawn(environment::supervise(
-                    self.clone(),
-                    index,
-                    started,
-                    stopped.clone(),
-                )));
-        }
-        Ok(())
+        let tasks = vec![
+            tokio::spawn(pool::dispatch(self.clone(), queued, stopped.clone())),
+            tokio::spawn(pool::retire_idle(self.clone(), stopped)),
+        ];
+        *running = Some(Running { stop, tasks });
     }
 
-    /// The process ids of the running workers.
-    pub async fn worker_pids(&self) -> Vec<u32> {
+    /// Stops taking invocations and shuts every environment down.
+    pub async fn stop(&self) {
+        let Some(running) = self.inner.running.lock().await.take() else {
+            return;
+        };
+        let _ = running.stop.send(true);
+        for task in running.tasks {
+            let _ = task.await;
+        }
+        self.shut_down_all().await;
+    }
+
+    /// The process ids of the running execution environments (frozen or not).
+    pub fn worker_pids(&self) -> Vec<u32> {
         self.inner
-            .pids
+            .pool
             .lock()
-            .map(|pids| pids.iter().flatten().copied().collect())
+            .map(|pool| pool.pids())
             .unwrap_or_default()
     }
 
-    fn set_pid(&self, index: usize, pid: Option<u32>) {
-        if let Ok(mut pids) = self.inner.pids.lock()
-            && let Some(slot) = pids.get_mut(index)
-        {
-            *slot = pid;
-        }
+    /// How many environments have been started (cold starts) so far.
+    pub fn cold_starts(&self) -> u64 {
+        self.inner.cold_starts.load(Ordering::Relaxed)
     }
 
-    /// Environment `index`'s process exited with `status`: the invocation it
-    /// held fails as Lambda reports it (`Runtime.ExitError`), and is retried
-    /// if it was asynchronous and has retries left.
-    async fn environment_died(&self, index: usize, status: &str) {
-        let held: Vec<String> = self
-            .inner
-            .in_flight
-            .lock()
-            .await
-            .iter()
-            .filter(|(_, f)| f.environment == index)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for request_id in held {
-            let error = json!({
-                "errorType": "Runtime.ExitError",
-                "errorMessage": format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
-            });
-            self.finish(&request_id, Err(error)).await;
-        }
-    }
-
-    /// Cold start: from spawning the workers to the first `invocation/next`
-    /// (the init phase of the first worker to be ready).
-    pub fn init_duration(&self) -> Option<Duration> {
-        let init = self.inner.init.lock().ok()?;
-        Some(init.1?.duration_since(init.0?))
-    }
-
-    /// Stops the worker processes (no environment is started again).
-    pub async fn stop_workers(&self) {
-        let Some(environments) = self.inner.environments.lock().await.take() else {
-            return;
-        };
-        let _ = environments.stop.send(true);
-        for supervisor in environments.supervisors {
-            let _ = supervisor.await;
-        }
-    }
-
-    /// The Runtime API routes of environment `index`, under `/2018-06-01/runtime`.
-    fn environment_router(&self, index: usize) -> Router {
-        Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(invocation_response),
-            )
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/error",
-                post(invocation_error),
-            )
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(EnvironmentApi {
-                service: self.clone(),
-                index,
-            })
-    }
-
-    async fn finish(&self, request_id: &str, result: Result<Value, Value>) -> bool {
-        let Some(done) = self.inner.in_flight.lock().await.remove(request_id) else {
+    /// The invocation `request_id` that `environment` holds has ended: the
+    /// environment is free again, and the caller, Lambda's retries and the
+    /// outcome stream learn the result. False when `environment` does not
+    /// hold such an invocation.
+    fn finish(&self, environment: u64, request_id: &str, result: Result<Value, Value>) -> bool {
+        let Some(done) = self.inner.in_flight.lock().ok().and_then(|mut f| {
+            let held = f.get(request_id)?.environment == environment;
+            if held { f.remove(request_id) } else { None }
+        }) else {
             return false;
         };
-        match done.reply {
+        let max_memory_used_mb = self.release(done.environment);
+        let report = InvocationReport {
+            environment: Some(done.environment),
+            duration: done.started.elapsed(),
+            init_duration: done.init_duration,
+            max_memory_used_mb,
+        };
+        let invocation = Invocation {
+            request_id: request_id.to_owned(),
+            payload: done.payload,
+            reply: done.reply,
+            attempt: done.attempt,
+            received: done.received,
+        };
+        self.complete(invocation, result, report);
+        true
+    }
+
+    /// Hands `result` to the caller, or retries a failed event, and
+    /// publishes the outcome with Lambda's `REPORT` numbers.
+    fn complete(
+        &self,
+        invocation: Invocation,
+        result: Result<Value, Value>,
+        report: InvocationReport,
+    ) {
+        log_report(
+            &invocation.request_id,
+            &report,
+            self.inner.config.memory_size_mb,
+        );
+        match invocation.reply {
             Some(reply) => {
                 let _ = reply.send(result.clone());
             }
-            None if result.is_err() && done.attempt < self.inner.config.max_retry_attempts => {
-                self.retry_later(request_id, done.payload, done.attempt + 1);
+            None if result.is_err()
+                && invocation.attempt < self.inner.config.max_retry_attempts =>
+            {
+                self.retry_later(
+                    &invocation.request_id,
+                    invocation.payload,
+                    invocation.attempt + 1,
+                    invocation.received,
+                );
             }
             None => {}
         }
         let _ = self.inner.outcomes.send(InvocationOutcome {
-            request_id: request_id.to_owned(),
+            request_id: invocation.request_id,
             result,
+            report,
         });
-        true
     }
-}
 
-impl LambdaService {
     /// Requeues a failed asynchronous event with the same request id, as
     /// Lambda's retries do.
-    fn retry_later(&self, request_id: &str, payload: Value, attempt: u32) {
+    fn retry_later(&self, request_id: &str, payload: Value, attempt: u32, received: Instant) {
         let service = self.clone();
         let request_id = request_id.to_owned();
         let delay = self.inner.config.retry_delay * attempt;
@@ -360,9 +415,29 @@ impl LambdaService {
                 payload,
                 reply: None,
                 attempt,
+                received,
             });
         });
     }
+}
+
+/// Lambda's `REPORT` line, as the function's log shows it.
+fn log_report(request_id: &str, report: &InvocationReport, memory_size_mb: u64) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let init = report
+        .init_duration
+        .map(|d| format!(" Init Duration: {:.2} ms", ms(d)))
+        .unwrap_or_default();
+    let used = report
+        .max_memory_used_mb
+        .map(|mb| format!(" Max Memory Used: {mb} MB"))
+        .unwrap_or_default();
+    tracing::info!(
+        target: "lambda",
+        "REPORT RequestId: {request_id} Duration: {:.2} ms Billed Duration: {} ms Memory Size: {memory_size_mb} MB{used}{init}",
+        ms(report.duration),
+        ms(report.duration).ceil() as u64,
+    );
 }
 
 /// The variables Lambda sets for every function (the `lambda_runtime` crate reads them).
@@ -372,7 +447,10 @@ fn lambda_environment(config: &LambdaConfig, runtime_api: &str) -> Vec<(String, 
         ("AWS_LAMBDA_RUNTIME_API", runtime_api.to_owned()),
         ("AWS_LAMBDA_FUNCTION_NAME", name.clone()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            config.memory_size_mb.to_string(),
+        ),
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
         ("AWS_LAMBDA_LOG_STREAM_NAME", "devstack".into()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
@@ -389,142 +467,32 @@ fn function_arn(function_name: &str) -> String {
     format!("arn:aws:lambda:{DEV_REGION}:{DEV_ACCOUNT_ID}:function:{function_name}")
 }
 
-/// A worker's stdout and stderr become the function's log, line by line.
-/// Embedded-metric-format lines among them are also sent to `metrics`, as
-/// CloudWatch Logs extracts them
+/// An environment's stdout and stderr become the function's log, line by
+/// line. Embedded-metric-format lines among them are also sent to `metrics`,
+/// as CloudWatch Logs extracts them
 /// (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>).
-fn forward_logs(child: &mut Child, worker: usize, metrics: &broadcast::Sender<Value>) {
+fn forward_logs(child: &mut Child, environment: u64, metrics: &broadcast::Sender<Value>) {
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(forward_lines(out, worker, metrics.clone()));
+        tokio::spawn(forward_lines(out, environment, metrics.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(forward_lines(err, worker, metrics.clone()));
+        tokio::spawn(forward_lines(err, environment, metrics.clone()));
     }
 }
 
 async fn forward_lines(
     stream: impl tokio::io::AsyncRead + Unpin,
-    worker: usize,
+    environment: u64,
     metrics: broadcast::Sender<Value>,
 ) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "lambda", worker, "{line}");
+        tracing::info!(target: "lambda", environment, "{line}");
         if line.starts_with('{')
             && let Ok(record) = serde_json::from_str::<Value>(&line)
             && record.get("_aws").is_some()
         {
             let _ = metrics.send(record);
         }
-    }
-}
-
-/// One environment's view of the service: what its Runtime API serves.
-#[derive(Clone)]
-struct EnvironmentApi {
-    service: LambdaService,
-    index: usize,
-}
-
-/// `GET /runtime/invocation/next`: long-polls for the next event and hands it
-/// over with the headers `lambda_runtime` reads (request id, deadline, ARN,
-/// trace id).
-async fn next_invocation(State(api): State<EnvironmentApi>) -> Response {
-    let service = api.service;
-    if let Ok(mut init) = service.inner.init.lock() {
-        init.1.get_or_insert_with(std::time::Instant::now);
-    }
-    let invocation = {
-        let mut next = service.inner.next.lock().await;
-        next.recv().await
-    };
-    let Some(invocation) = invocation else {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
-    };
-    let timeout = service.inner.config.timeout;
-    let deadline = SystemTime::now() + timeout;
-    let deadline_ms = deadline
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let in_flight = InFlight {
-        reply: invocation.reply,
-        payload: invocation.payload.clone(),
-        attempt: invocation.attempt,
-        environment: api.index,
-    };
-    service
-        .inner
-        .in_flight
-        .lock()
-        .await
-        .insert(invocation.request_id.clone(), in_flight);
-    let arn = function_arn(&service.inner.config.function_name);
-    let mut headers = HeaderMap::new();
-    let pairs = [
-        (
-            "lambda-runtime-aws-request-id",
-            invocation.request_id.clone(),
-        ),
-        ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
-        ("lambda-runtime-invoked-function-arn", arn),
-        (
-            "lambda-runtime-trace-id",
-            format!(
-                "Root=1-{:08x}-{}",
-                deadline_ms as u32,
-                uuid::Uuid::new_v4().simple()
-            ),
-        ),
-        ("content-type", "application/json".into()),
-    ];
-    for (name, value) in pairs {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    }
-    (headers, invocation.payload.to_string()).into_response()
-}
-
-/// `POST /runtime/invocation/{id}/response`: the function's result.
-async fn invocation_response(
-    State(api): State<EnvironmentApi>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    accepted(api.service.finish(&id, Ok(value)).await)
-}
-
-/// `POST /runtime/invocation/{id}/error`: the function failed this invocation.
-async fn invocation_error(
-    State(api): State<EnvironmentApi>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| json!({"errorType": "Unhandled", "errorMessage": ""}));
-    tracing::warn!(target: "lambda", request_id = %id, error = %value, "invocation failed");
-    accepted(api.service.finish(&id, Err(value)).await)
-}
-
-/// `POST /runtime/init/error`: the function failed before its first invocation.
-async fn init_error(body: Bytes) -> Response {
-    tracing::error!(target: "lambda", error = %String::from_utf8_lossy(&body), "function init failed");
-    (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
-}
-
-/// 202, or 400 `InvalidRequestID` for an id no worker was given.
-fn accepted(known: bool) -> Response {
-    if known {
-        (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
-    } else {
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(
-                json!({"errorMessage": "Invalid request ID", "errorType": "InvalidRequestID"}),
-            ),
-        )
-            .into_response()
     }
 }

@@ -475,6 +475,25 @@ const NO_REFS: Refs<'static> = Refs {
     tables: &[],
 };
 
+/// The string value of `v`, a property of a resource of the parsed
+/// template `doc`, as the devstack follows it (see [`scalar`]): `None` for an
+/// intrinsic it cannot follow (e.g. `!GetAtt` of an API's URL).
+pub(crate) fn template_scalar(doc: &Yaml, v: &Yaml) -> Option<String> {
+    let tables: Vec<&str> = doc
+        .get("Resources")
+        .and_then(Yaml::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::DynamoDB::Table"))
+        .filter_map(|(id, _)| id.as_str())
+        .collect();
+    let refs = Refs {
+        parameters: doc.get("Parameters").and_then(Yaml::as_mapping),
+        tables: &tables,
+    };
+    scalar(v, &refs)
+}
+
 /// A string value: a literal, `!Ref Parameter` (its default), `!Ref Table`
 /// (its logical id: the devstack names a table so, having no stack name to
 /// prefix) or `!Join`.

@@ -5,28 +5,21 @@
 //! Place in the data path: client -> AppSync **resolver
 //! (infra/resolvers/*.js)** -> data source (NONE, or Lambda).
 
-use std::time::Duration;
-
 use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::appsync::auth::{AuthMode, Caller};
 use crate::lambda::{FunctionCommand, LambdaConfig};
 
-/// A Lambda service without workers: `Event` invokes just queue.
+/// A Lambda service that never started: `Event` invokes just queue.
 fn idle_lambda() -> LambdaService {
-    LambdaService::new(LambdaConfig {
-        function_name: "test".into(),
-        command: FunctionCommand {
+    LambdaService::new(LambdaConfig::new(
+        "test",
+        FunctionCommand {
             program: "true".into(),
             args: Vec::new(),
         },
-        workers: 0,
-        timeout: Duration::from_secs(1),
-        environment: Vec::new(),
-        max_retry_attempts: 0,
-        retry_delay: Duration::from_secs(1),
-    })
+    ))
 }
 
 fn resolvers_for(api: ApiDefinition) -> JsResolvers {

@@ -1,0 +1,176 @@
+//! `devstack bench --users 10,50`: K users start a turn at the same moment.
+//! Time to first chunk (median and max) and the cold starts it took, against
+//! a lone user's time to first chunk on a warm environment and one measured
+//! cold start (spawn and init).
+//!
+//! Place in the data path: the whole of it, under load: K `sendPrompt`s ->
+//! AppSync -> Lambda's queue and scaling (a cold start per environment) ->
+//! resolver -> Bedrock (scripted) -> publisher -> AppSync -> K subscribers.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::BenchConfig;
+use super::measure::percentile;
+use crate::{Stack, StackConfig};
+
+/// Output tokens of each user's turn.
+const TOKENS: u32 = 150;
+/// The scripted model's pace, tokens per second.
+const TOKENS_PER_SECOND: f64 = 50.0;
+
+/// K users starting a turn at once.
+#[derive(Clone, Debug, Serialize)]
+pub struct UsersResult {
+    /// Users (K).
+    pub users: usize,
+    /// The function's concurrency limit during the run.
+    pub concurrency: usize,
+    /// Median time to first chunk, in milliseconds (from `sendPrompt` sent).
+    pub first_chunk_p50_ms: f64,
+    /// Slowest time to first chunk, in milliseconds.
+    pub first_chunk_max_ms: f64,
+    /// Environments started for the run (every one a cold start).
+    pub cold_starts: u64,
+    /// A lone user's time to first chunk on a warm environment, in milliseconds.
+    pub lone_warm_ms: f64,
+    /// A lone user's time to first chunk including a cold start, in milliseconds.
+    pub lone_cold_ms: f64,
+    /// One environment's init (spawn to its first `invocation/next`), in
+    /// milliseconds, median over the run's cold starts.
+    pub cold_start_ms: f64,
+    /// The bar: twice `lone_warm_ms`, or `lone_warm_ms + cold_start_ms` if larger.
+    pub target_ms: f64,
+    /// Whether `first_chunk_max_ms` is within the target.
+    pub within_target: bool,
+}
+
+/// For each K in `users`: a fresh stack whose concurrency is `concurrency`
+/// (or K), a lone user's cold then warm turn, then K users at once.
+///
+/// # Errors
+/// A stack that does not start, or a turn that does not finish.
+pub async fn run_users(
+    config: &BenchConfig,
+    users: &[usize],
+    concurrency: Option<usize>,
+    progress: impl Fn(&str),
+) -> anyhow::Result<Vec<UsersResult>> {
+    let mut results = Vec::new();
+    for &k in users {
+        progress(&format!("{k} users at once"));
+        results.push(users_case(config, k, concurrency.unwrap_or(k)).await?);
+    }
+    Ok(results)
+}
+
+async fn start_stack(config: &BenchConfig, concurrency: usize) -> anyhow::Result<Stack> {
+    let mut stack_config = StackConfig::new(config.function.clone());
+    stack_config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    stack_config.concurrency = concurrency;
+    stack_config.default_model = "scripted".into();
+    stack_config.bedrock.scripted_tokens_per_second = TOKENS_PER_SECOND;
+    stack_config.function_environment = vec![("RUST_LOG".into(), "warn".into())];
+    Stack::start(stack_config).await
+}
+
+async fn users_case(
+    config: &BenchConfig,
+    k: usize,
+    concurrency: usize,
+) -> anyhow::Result<UsersResult> {
+    let lone = start_stack(config, concurrency).await?;
+    let lone_cold = first_chunk(&lone, "lone".into(), "turn-cold").await;
+    let lone_warm = first_chunk(&lone, "lone".into(), "turn-warm").await;
+    lone.shutdown().await;
+    let (lone_cold, lone_warm) = (lone_cold?, lone_warm?);
+
+    let stack = start_stack(config, concurrency).await?;
+    let mut outcomes = stack.lambda.outcomes();
+    let turns: Vec<_> = (0..k)
+        .map(|user| first_chunk(&stack, format!("user-{user}"), "turn-k"))
+        .collect();
+    let times = futures_util::future::join_all(turns).await;
+    let times: Vec<Duration> = times.into_iter().collect::<anyhow::Result<_>>()?;
+    let cold_starts = stack.lambda.cold_starts();
+    // Each environment's first invocation reports its init.
+    let mut inits = Vec::new();
+    while let Ok(Ok(outcome)) = tokio::time::timeout(Duration::from_secs(30), outcomes.recv()).await
+    {
+        inits.extend(outcome.report.init_duration);
+        if inits.len() as u64 >= cold_starts {
+            break;
+        }
+    }
+    stack.shutdown().await;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let cold_start_ms = if inits.is_empty() {
+        0.0
+    } else {
+        ms(percentile(&inits, 50.0))
+    };
+    let lone_warm_ms = ms(lone_warm);
+    let target_ms = (2.0 * lone_warm_ms).max(lone_warm_ms + cold_start_ms);
+    let first_chunk_max_ms = times.iter().copied().map(ms).fold(0.0, f64::max);
+    Ok(UsersResult {
+        users: k,
+        concurrency,
+        first_chunk_p50_ms: ms(percentile(&times, 50.0)),
+        first_chunk_max_ms,
+        cold_starts,
+        lone_warm_ms,
+        lone_cold_ms: ms(lone_cold),
+        cold_start_ms,
+        target_ms,
+        within_target: first_chunk_max_ms <= target_ms,
+    })
+}
+
+/// `user` subscribes to a conversation of their own, sends a prompt and
+/// waits for its first chunk; returns the time from the send, and lets the
+/// turn finish (its environment is busy until then) before returning.
+async fn first_chunk(stack: &Stack, user: String, turn: &str) -> anyhow::Result<Duration> {
+    let token = stack.token(&user);
+    let client = stack.connect_as(&token).await.context("connect")?;
+    let conversation = format!("bench-{user}");
+    let mut subscription = client
+        .subscribe(
+            appsync_client::ON_CHUNK,
+            serde_json::json!({"conversationId": conversation}),
+        )
+        .await
+        .context("subscribe")?;
+    let variables = appsync_client::send_prompt_variables(
+        &conversation,
+        turn,
+        "Tell me about cold starts.",
+        None,
+        Some(TOKENS),
+    );
+    let started = Instant::now();
+    appsync_client::send_prompt(
+        &reqwest::Client::new(),
+        &stack.graphql_url(),
+        &token,
+        variables,
+    )
+    .await
+    .context("sendPrompt")?;
+    let mut first = None;
+    loop {
+        let payload = tokio::time::timeout(Duration::from_secs(120), subscription.next())
+            .await
+            .context("no chunk within 120 s")?
+            .context("the subscription ended")?
+            .context("a subscription error")?;
+        let chunk = appsync_client::chunk_from_payload(&payload).context("not a chunk")?;
+        first.get_or_insert_with(|| started.elapsed());
+        if chunk.done {
+            break;
+        }
+    }
+    first.context("no chunk")
+}
