@@ -160,15 +160,18 @@ impl StackConfig {
     /// Defaults: 127.0.0.1:4000, the `smollm2` model, and the function as
     /// the built-in `infra/template.yaml` configures it.
     pub fn new(function: FunctionCommand) -> Self {
-        let mut config = Self {
+        // The built-in template is checked by a test, so its settings always
+        // apply; Lambda's own defaults stand in should it ever not parse.
+        let settings = embedded_function_settings().unwrap_or_default();
+        Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 4000)),
             function,
-            concurrency: DEFAULT_CONCURRENCY,
+            concurrency: settings.reserved_concurrency.unwrap_or(DEFAULT_CONCURRENCY),
             default_model: "smollm2".into(),
-            function_timeout: Duration::from_secs(300),
-            function_memory_mb: 256,
-            template_environment: Vec::new(),
-            max_event_age: Duration::from_secs(600),
+            function_timeout: settings.timeout,
+            function_memory_mb: settings.memory_size_mb,
+            template_environment: settings.environment,
+            max_event_age: settings.max_event_age,
             idle_timeout: Duration::from_secs(300),
             freeze: true,
             cognito_key: None,
@@ -176,19 +179,14 @@ impl StackConfig {
             appsync: AppSyncConfig::default(),
             function_environment: Vec::new(),
             allowed_models: vec!["smollm2".into(), "scripted".into()],
-            max_retry_attempts: 2,
+            max_retry_attempts: settings.max_retry_attempts,
             retry_delay: Duration::from_secs(1),
             infra_dir: None,
             tls: None,
             tls_bind: SocketAddr::from(([127, 0, 0, 1], 4443)),
             web_dir: None,
             dynamodb: None,
-        };
-        // The built-in template is checked by a test, so this always applies.
-        if let Some(settings) = embedded_function_settings() {
-            config.apply_function_settings(&settings);
         }
-        config
     }
 
     /// Runs the function as `settings` (read from a template) configure it.

@@ -362,10 +362,7 @@ async fn resolver_result(function: &FunctionCommand) -> anyhow::Result<ResolverR
     })
 }
 
-/// VmHWM of a process, in MB, from `/proc/{pid}/status` (Linux).
+/// VmHWM of a process, in MB (Linux).
 fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    crate::lambda::status_kb(pid, "VmHWM:").map(|kb| kb as f64 / 1024.0)
 }

@@ -70,12 +70,16 @@ pub(super) fn signal(pid: Option<u32>, signal: Signal) {
     }
 }
 
-/// A line of `/proc/{pid}/status` in MB (`VmRSS`, `VmHWM`), on Linux.
-fn status_mb(pid: u32, field: &str) -> Option<u64> {
+/// A memory line of `/proc/{pid}/status` (`VmRSS:`, `VmHWM:`) in kB, on Linux.
+pub(crate) fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb.div_ceil(1024))
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A memory line of `/proc/{pid}/status` in whole MB, rounded up.
+fn status_mb(pid: u32, field: &str) -> Option<u64> {
+    status_kb(pid, field).map(|kb| kb.div_ceil(1024))
 }
 
 /// The process's peak resident memory so far, in MB.

@@ -30,6 +30,8 @@
 //! - `runtime_api`: the Runtime API each environment's process talks to.
 
 mod environment;
+
+pub(crate) use environment::status_kb;
 mod pool;
 mod runtime_api;
 pub mod settings;
