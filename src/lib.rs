@@ -43,6 +43,8 @@
 //! - `repeat`: a repeated delivery of a claimed turn: wait for it, or end it
 //!   as `Interrupted` when its execution environment died.
 //! - `cancel`: the `onCancel` listener that stops a turn.
+//! - `tls`: the compiled-in roots every HTTPS connection trusts (no files
+//!   read at init).
 //! - `config`, `limits`, `metrics` (one EMF line per turn), `retry`.
 //!
 //! The chunk type, the GraphQL documents, SigV4 signing and the real-time
@@ -70,6 +72,7 @@ mod retry;
 mod sink;
 mod state;
 mod store;
+mod tls;
 mod turn;
 mod vocabulary;
 
@@ -90,6 +93,7 @@ pub use sink::appsync::{GraphQlError, PublishError, Publisher};
 pub use sink::{ChunkSink, PublishReport, SinkError};
 pub use state::{InitError, State};
 pub use store::HistoryBudget;
+pub use tls::TlsError;
 pub use turn::{TurnError, TurnOutcome};
 pub use vocabulary::{ErrorType, StopReason};
 
@@ -118,7 +122,10 @@ pub fn init_tracing() {
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(tls::sdk_http_client()?)
+        .load()
+        .await;
     let state = Arc::new(State::new(config, &sdk)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let state = Arc::clone(&state);

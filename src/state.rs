@@ -16,6 +16,7 @@ use crate::event::TurnIds;
 use crate::idempotency::RecentTurns;
 use crate::sink::appsync::{PublishError, Publisher};
 use crate::store::Store;
+use crate::tls::TlsError;
 
 /// What every invocation shares, built once at init and kept for the life of
 /// the execution environment (Lambda reuses it across invocations).
@@ -51,6 +52,9 @@ pub enum InitError {
     /// The publisher could not be built.
     #[error("could not build the AppSync publisher: {0}")]
     Publisher(#[from] PublishError),
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 impl State {
@@ -59,7 +63,7 @@ impl State {
     ///
     /// # Errors
     /// [`InitError`] when the region or credentials are missing or the
-    /// publisher cannot be built.
+    /// publisher or its TLS configuration cannot be built.
     pub fn new(config: Config, sdk: &aws_config::SdkConfig) -> Result<Self, InitError> {
         let region = sdk.region().ok_or(InitError::MissingRegion)?.to_string();
         let credentials = Arc::new(CredentialsCache::new(
@@ -70,6 +74,7 @@ impl State {
             &config.appsync_graphql_url,
             region.clone(),
             Arc::clone(&credentials),
+            crate::tls::appsync_client_config()?,
         )?;
         let cancel = CancelListener::new(
             config.appsync_realtime_url.clone(),

@@ -152,8 +152,9 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher POSTing to `url` (the API's `/graphql` endpoint), signing for
     /// `region` with credentials from `credentials` (shared with the cancel
-    /// listener), with the default [`RetryPolicy`], a 3 s connect timeout and a
-    /// 10 s request timeout.
+    /// listener), over `tls` (the function's is `tls::appsync_client_config`),
+    /// with the default [`RetryPolicy`], a 3 s connect timeout and a 10 s
+    /// request timeout.
     ///
     /// # Errors
     /// [`PublishError::Transport`] when the HTTP client cannot be built,
@@ -162,8 +163,10 @@ impl Publisher {
         url: &str,
         region: impl Into<String>,
         credentials: Arc<CredentialsCache>,
+        tls: rustls::ClientConfig,
     ) -> Result<Self, PublishError> {
         let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .build()
