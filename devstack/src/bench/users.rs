@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
+use tokio::sync::Barrier;
 
 use super::BenchConfig;
 use super::measure::percentile;
@@ -21,6 +22,8 @@ use crate::{Stack, StackConfig};
 const TOKENS: u32 = 150;
 /// The scripted model's pace, tokens per second.
 const TOKENS_PER_SECOND: f64 = 50.0;
+/// Warm turns of the lone user; their median is the lone user's time.
+const LONE_WARM_TURNS: usize = 5;
 
 /// K users starting a turn at once.
 #[derive(Clone, Debug, Serialize)]
@@ -35,13 +38,17 @@ pub struct UsersResult {
     pub first_chunk_max_ms: f64,
     /// Environments started for the run (every one a cold start).
     pub cold_starts: u64,
-    /// A lone user's time to first chunk on a warm environment, in milliseconds.
+    /// A lone user's time to first chunk on a warm environment, in
+    /// milliseconds: the median of `LONE_WARM_TURNS` turns.
     pub lone_warm_ms: f64,
     /// A lone user's time to first chunk including a cold start, in milliseconds.
     pub lone_cold_ms: f64,
-    /// One environment's init (spawn to its first `invocation/next`), in
-    /// milliseconds, median over the run's cold starts.
+    /// One cold start: the lone user's environment's init (spawn to its first
+    /// `invocation/next`), in milliseconds.
     pub cold_start_ms: f64,
+    /// The median init of the K users' environments, in milliseconds: the
+    /// cold starts share the machine's cores.
+    pub loaded_init_p50_ms: f64,
     /// The bar: twice `lone_warm_ms`, or `lone_warm_ms + cold_start_ms` if larger.
     pub target_ms: f64,
     /// Whether `first_chunk_max_ms` is within the target.
@@ -49,7 +56,8 @@ pub struct UsersResult {
 }
 
 /// For each K in `users`: a fresh stack whose concurrency is `concurrency`
-/// (or K), a lone user's cold then warm turn, then K users at once.
+/// (or K), a lone user's cold then warm turns, then on another fresh stack K
+/// users at once.
 ///
 /// # Errors
 /// A stack that does not start, or a turn that does not finish.
@@ -82,37 +90,52 @@ async fn users_case(
     k: usize,
     concurrency: usize,
 ) -> anyhow::Result<UsersResult> {
+    // One HTTP client for every user: building one per user (it loads the
+    // platform's roots) would put the bench's own work inside the timings.
+    let http = reqwest::Client::new();
     let lone = start_stack(config, concurrency).await?;
-    let lone_cold = first_chunk(&lone, "lone".into(), "turn-cold").await;
-    let lone_warm = first_chunk(&lone, "lone".into(), "turn-warm").await;
+    let lone_outcomes = lone.lambda.outcomes();
+    let lone_cold = first_chunk(&http, &lone, "lone".into(), "turn-cold", None).await;
+    let mut lone_warm = Vec::new();
+    for turn in 0..LONE_WARM_TURNS {
+        let turn = format!("turn-warm-{turn}");
+        lone_warm.push(first_chunk(&http, &lone, "lone".into(), &turn, None).await);
+    }
+    let lone_init = inits(lone_outcomes, 1).await;
     lone.shutdown().await;
-    let (lone_cold, lone_warm) = (lone_cold?, lone_warm?);
+    let lone_cold = lone_cold?;
+    let lone_warm: Vec<Duration> = lone_warm.into_iter().collect::<anyhow::Result<_>>()?;
 
     let stack = start_stack(config, concurrency).await?;
-    let mut outcomes = stack.lambda.outcomes();
+    let outcomes = stack.lambda.outcomes();
+    // Every user connects and subscribes first; then all send at once.
+    let barrier = Barrier::new(k);
     let turns: Vec<_> = (0..k)
-        .map(|user| first_chunk(&stack, format!("user-{user}"), "turn-k"))
+        .map(|user| {
+            first_chunk(
+                &http,
+                &stack,
+                format!("user-{user}"),
+                "turn-k",
+                Some(&barrier),
+            )
+        })
         .collect();
     let times = futures_util::future::join_all(turns).await;
     let times: Vec<Duration> = times.into_iter().collect::<anyhow::Result<_>>()?;
     let cold_starts = stack.lambda.cold_starts();
-    // Each environment's first invocation reports its init.
-    let mut inits = Vec::new();
-    while let Ok(Ok(outcome)) = tokio::time::timeout(Duration::from_secs(30), outcomes.recv()).await
-    {
-        inits.extend(outcome.report.init_duration);
-        if inits.len() as u64 >= cold_starts {
-            break;
-        }
-    }
+    let loaded_inits = inits(outcomes, cold_starts).await;
     stack.shutdown().await;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let cold_start_ms = if inits.is_empty() {
-        0.0
-    } else {
-        ms(percentile(&inits, 50.0))
+    let median_ms = |samples: &[Duration]| {
+        if samples.is_empty() {
+            0.0
+        } else {
+            ms(percentile(samples, 50.0))
+        }
     };
-    let lone_warm_ms = ms(lone_warm);
+    let cold_start_ms = median_ms(&lone_init);
+    let lone_warm_ms = median_ms(&lone_warm);
     let target_ms = (2.0 * lone_warm_ms).max(lone_warm_ms + cold_start_ms);
     let first_chunk_max_ms = times.iter().copied().map(ms).fold(0.0, f64::max);
     Ok(UsersResult {
@@ -124,15 +147,39 @@ async fn users_case(
         lone_warm_ms,
         lone_cold_ms: ms(lone_cold),
         cold_start_ms,
+        loaded_init_p50_ms: median_ms(&loaded_inits),
         target_ms,
         within_target: first_chunk_max_ms <= target_ms,
     })
 }
 
-/// `user` subscribes to a conversation of their own, sends a prompt and
-/// waits for its first chunk; returns the time from the send, and lets the
-/// turn finish (its environment is busy until then) before returning.
-async fn first_chunk(stack: &Stack, user: String, turn: &str) -> anyhow::Result<Duration> {
+/// The init durations of the first `cold_starts` environments, each reported
+/// with its environment's first invocation.
+async fn inits(
+    mut outcomes: tokio::sync::broadcast::Receiver<crate::lambda::InvocationOutcome>,
+    cold_starts: u64,
+) -> Vec<Duration> {
+    let mut inits = Vec::new();
+    while (inits.len() as u64) < cold_starts {
+        match tokio::time::timeout(Duration::from_secs(30), outcomes.recv()).await {
+            Ok(Ok(outcome)) => inits.extend(outcome.report.init_duration),
+            _ => break,
+        }
+    }
+    inits
+}
+
+/// `user` subscribes to a conversation of their own, waits at `barrier` (when
+/// given) for every other user to be subscribed too, sends a prompt and waits
+/// for its first chunk; returns the time from the send, and lets the turn
+/// finish (its environment is busy until then) before returning.
+async fn first_chunk(
+    http: &reqwest::Client,
+    stack: &Stack,
+    user: String,
+    turn: &str,
+    barrier: Option<&Barrier>,
+) -> anyhow::Result<Duration> {
     let token = stack.token(&user);
     let client = stack.connect_as(&token).await.context("connect")?;
     let conversation = format!("bench-{user}");
@@ -150,15 +197,13 @@ async fn first_chunk(stack: &Stack, user: String, turn: &str) -> anyhow::Result<
         None,
         Some(TOKENS),
     );
+    if let Some(barrier) = barrier {
+        barrier.wait().await;
+    }
     let started = Instant::now();
-    appsync_client::send_prompt(
-        &reqwest::Client::new(),
-        &stack.graphql_url(),
-        &token,
-        variables,
-    )
-    .await
-    .context("sendPrompt")?;
+    appsync_client::send_prompt(http, &stack.graphql_url(), &token, variables)
+        .await
+        .context("sendPrompt")?;
     let mut first = None;
     loop {
         let payload = tokio::time::timeout(Duration::from_secs(120), subscription.next())

@@ -109,7 +109,11 @@ pub(super) async fn dispatch(
             match service.place(invocation) {
                 Ok(Placement::Warm) => break,
                 Ok(Placement::Cold(id, deliveries)) => {
-                    service.cold_start(id, deliveries).await;
+                    // Lambda starts environments side by side; waiting for
+                    // each spawn here would queue every later cold start
+                    // behind it.
+                    let service = service.clone();
+                    tokio::spawn(async move { service.cold_start(id, deliveries).await });
                     break;
                 }
                 Err(waiting) if waiting.reply.is_some() => {
