@@ -202,6 +202,9 @@ fn split_front(pending: &mut String, max_bytes: usize) -> String {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
