@@ -10,6 +10,7 @@
 //! Error texts follow the `Validation error of type ...` messages AppSync
 //! returns (it validates with graphql-java).
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use graphql_parser::query::{
@@ -48,7 +49,7 @@ pub enum OperationKind {
 }
 
 /// One selected field, fragments flattened, arguments coerced.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Selected {
     /// The response key: the alias, or the field name.
     pub key: String,
@@ -217,6 +218,8 @@ pub fn prepare(schema: &Schema, request: &GraphQlRequest) -> Result<Prepared, Ve
         fragments: &fragments,
         variables: &variables,
         declared: variable_defs.iter().map(|d| d.name.as_str()).collect(),
+        spreading: RefCell::new(Vec::new()),
+        spreads: Cell::new(0),
     };
     let fields = walker.selection(selection_set, &root_type, "", &mut errors);
     if kind == OperationKind::Subscription
@@ -310,7 +313,18 @@ struct Walker<'a> {
     variables: &'a Map<String, Value>,
     /// The variables the operation declares.
     declared: Vec<&'a str>,
+    /// The fragments being spread, outermost first: a spread of one of them
+    /// is a cycle (GraphQL's "Fragments must not form cycles",
+    /// <https://spec.graphql.org/October2021/#sec-Fragment-spreads-must-not-form-cycles>).
+    spreading: RefCell<Vec<String>>,
+    /// Fragment spreads expanded so far: fragments that spread others twice,
+    /// nested, multiply without a cycle; past [`MAX_SPREADS`] the document is
+    /// refused.
+    spreads: Cell<usize>,
 }
+
+/// The most fragment spreads one document may expand.
+const MAX_SPREADS: usize = 10_000;
 
 impl Walker<'_> {
     fn selection(
@@ -333,7 +347,14 @@ impl Walker<'_> {
                 }
                 Selection::FragmentSpread(s) => match self.fragments.get(&s.fragment_name) {
                     Some(f) => {
-                        out.extend(self.selection(&f.selection_set, type_name, path, errors))
+                        if let Err(message) = self.enter_spread(&s.fragment_name) {
+                            errors.push(
+                                GraphQlError::new(message).at(s.position.line, s.position.column),
+                            );
+                            continue;
+                        }
+                        out.extend(self.selection(&f.selection_set, type_name, path, errors));
+                        self.spreading.borrow_mut().pop();
                     }
                     None => errors.push(
                         GraphQlError::new(format!(
@@ -346,6 +367,24 @@ impl Walker<'_> {
             }
         }
         out
+    }
+
+    /// Starts spreading fragment `name`, or the error's message when that
+    /// would be a cycle or one spread too many.
+    fn enter_spread(&self, name: &str) -> Result<(), String> {
+        if self.spreading.borrow().iter().any(|n| n == name) {
+            return Err(format!(
+                "Validation error of type FragmentCycle: Fragment {name} spreads itself"
+            ));
+        }
+        self.spreads.set(self.spreads.get() + 1);
+        if self.spreads.get() > MAX_SPREADS {
+            return Err(format!(
+                "Validation error of type FragmentSpreads: more than {MAX_SPREADS} fragment spreads"
+            ));
+        }
+        self.spreading.borrow_mut().push(name.to_owned());
+        Ok(())
     }
 
     fn field(
@@ -470,6 +509,9 @@ impl Walker<'_> {
         out
     }
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {

@@ -214,8 +214,9 @@ fn date_with_offset(s: &str) -> bool {
     if let Some(body) = s.strip_suffix('Z') {
         return is_date(body);
     }
-    // The date has two or three `-` of its own; an offset adds one sign.
-    s.len() > 10 && {
+    // The date has two or three `-` of its own; an offset adds one sign. The
+    // offset is ASCII, so a cut inside a character is no offset.
+    s.len() > 10 && s.is_char_boundary(s.len() - 6) && {
         let (date, offset) = s.split_at(s.len() - 6);
         is_date(date) && is_offset(offset)
     }
@@ -491,5 +492,13 @@ mod tests {
             "{}",
             errors[0].message
         );
+    }
+
+    #[test]
+    fn a_date_whose_last_six_bytes_split_a_character_is_refused_without_a_panic() {
+        // Byte len - 6 falls inside `é`: the offset cut must not split it.
+        assert!(!super::date_with_offset("aaaaaaaaaé12345"));
+        assert!(!super::date_with_offset("2026-11-2é+01:00"));
+        assert!(super::date_with_offset("2026-11-28+01:00"));
     }
 }
