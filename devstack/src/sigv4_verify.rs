@@ -243,15 +243,34 @@ fn canonical_request(request: &SignedRequest<'_>, signed_headers: &[&str]) -> St
     out
 }
 
-/// Every service but S3 encodes each path segment a second time.
+/// The canonical URI of every service but S3: the path normalized as RFC
+/// 3986 does (empty and `.` segments dropped, `..` removes the one before; a
+/// trailing `/` kept), then each segment encoded a second time
+/// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html>).
 fn canonical_uri(path: &str) -> String {
-    if path.is_empty() {
-        return "/".to_owned();
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
     }
-    path.split('/')
-        .map(uri_encode)
-        .collect::<Vec<_>>()
-        .join("/")
+    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
+    let mut out = String::from("/");
+    out.push_str(
+        &segments
+            .iter()
+            .map(|s| uri_encode(s))
+            .collect::<Vec<_>>()
+            .join("/"),
+    );
+    if trailing && !out.ends_with('/') {
+        out.push('/');
+    }
+    out
 }
 
 fn canonical_query(query: &str) -> String {
@@ -339,15 +358,18 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
     use aws_sigv4::sign::v4::SigningParams;
 
-    const KEY: &str = "AKIDEXAMPLE";
+    pub(super) const KEY: &str = "AKIDEXAMPLE";
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-    fn users() -> IamUsers {
+    pub(super) fn users() -> IamUsers {
         IamUsers::single(
             KEY,
             IamUser {
@@ -360,7 +382,7 @@ mod tests {
     }
 
     /// Signs with the real `aws-sigv4` signer, as the resolver and the SDKs do.
-    fn signed(path: &str, body: &[u8], service: &str, time: SystemTime) -> HeaderMap {
+    pub(super) fn signed(path: &str, body: &[u8], service: &str, time: SystemTime) -> HeaderMap {
         let creds = aws_credential_types::Credentials::new(KEY, SECRET, None, None, "test");
         let identity = creds.into();
         let params = SigningParams::builder()
