@@ -304,6 +304,9 @@ pub fn jwks_response(pool: &UserPool) -> axum::Json<Value> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

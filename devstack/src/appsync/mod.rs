@@ -22,6 +22,7 @@ pub mod filter;
 pub mod js;
 pub mod operation;
 pub mod pubsub;
+pub mod realtime_message;
 pub mod realtime_server;
 pub mod resolvers;
 mod scalars;

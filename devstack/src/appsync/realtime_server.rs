@@ -22,8 +22,6 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -35,6 +33,7 @@ use super::filter::argument_filter;
 use super::operation::Selected;
 use super::operation::{GraphQlRequest, OperationKind, prepare};
 use super::pubsub::{RegisterError, Subscription};
+use super::realtime_message::{self, ClientMessage, header_object};
 use super::resolvers::ResolveRequest;
 
 const SUBPROTOCOL: &str = "graphql-ws";
@@ -81,22 +80,6 @@ pub async fn upgrade(
     };
     ws.protocols([echoed])
         .on_upgrade(move |socket| connection(socket, appsync, speaks_protocol, connect, ip))
-}
-
-/// The auth header object, from a `header-` subprotocol or the `header` query parameter.
-fn header_object(offered: &[String], query: &HashMap<String, String>) -> Option<Value> {
-    let from_protocol = offered
-        .iter()
-        .find_map(|p| p.strip_prefix("header-"))
-        .and_then(|b| URL_SAFE_NO_PAD.decode(b.trim_end_matches('=')).ok());
-    let from_query = query.get("header").and_then(|h| {
-        STANDARD
-            .decode(h)
-            .ok()
-            .or_else(|| URL_SAFE_NO_PAD.decode(h.trim_end_matches('=')).ok())
-    });
-    let bytes = from_protocol.or(from_query)?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// A `connection_error` message: the whole connection is refused.
@@ -161,35 +144,29 @@ async fn connection(
             Message::Close(_) => break,
             _ => continue,
         };
-        let Ok(msg) = serde_json::from_str::<Value>(&text) else {
-            let _ = out.send(error(
-                "",
-                "UnsupportedOperation",
-                "Unable to parse the message.",
-            ));
-            continue;
-        };
-        match msg.get("type").and_then(Value::as_str) {
-            Some("connection_init") => {
+        match realtime_message::parse(&text) {
+            ClientMessage::Init => {
                 let ack = json!({"type": "connection_ack", "payload": {"connectionTimeoutMs": appsync.config.connection_timeout_ms}});
                 let _ = out.send(ack.to_string());
                 if keep_alive.is_none() {
                     keep_alive = Some(spawn_keep_alive(out.clone(), appsync.config.keep_alive));
                 }
             }
-            Some("start") => start(&appsync, id, &msg, &out, &ip),
-            Some("stop") => {
-                let sub_id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
-                appsync.pubsub.remove(id, sub_id);
+            ClientMessage::Start {
+                id: sub_id,
+                data,
+                authorization,
+            } => start(&appsync, id, &sub_id, &data, &authorization, &out, &ip),
+            ClientMessage::Stop { id: sub_id } => {
+                appsync.pubsub.remove(id, &sub_id);
                 let _ = out.send(json!({"type": "complete", "id": sub_id}).to_string());
             }
-            _ => {
-                let sub_id = msg.get("id").and_then(Value::as_str).unwrap_or_default();
-                let _ = out.send(error(
-                    sub_id,
-                    "UnsupportedOperation",
-                    "Operation not supported through the realtime channel",
-                ));
+            ClientMessage::Refused {
+                id: sub_id,
+                error_type,
+                message,
+            } => {
+                let _ = out.send(error(&sub_id, error_type, message));
             }
         }
     }
@@ -222,43 +199,21 @@ fn spawn_keep_alive(
 fn start(
     appsync: &AppSync,
     connection: u64,
-    msg: &Value,
+    id: &str,
+    data: &str,
+    authorization: &Value,
     out: &mpsc::UnboundedSender<String>,
     ip: &str,
 ) {
-    let id = msg
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
     let reply = |m: String| {
         let _ = out.send(m);
-    };
-    if id.is_empty() {
-        return reply(error(
-            "",
-            "UnsupportedOperation",
-            "A start message needs an id.",
-        ));
-    }
-    let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
-    let data = payload
-        .get("data")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let Some(authorization) = payload.pointer("/extensions/authorization") else {
-        return reply(error(
-            &id,
-            "UnsupportedOperation",
-            "Subscription without authorization is not supported through the realtime channel",
-        ));
     };
     let caller = match appsync
         .auth
         .header_object(authorization, "/graphql", data.as_bytes(), ip)
     {
         Ok(c) => c,
-        Err(e) if e.status == 403 => return reply(error(&id, "BadRequestException", &e.message)),
+        Err(e) if e.status == 403 => return reply(error(id, "BadRequestException", &e.message)),
         Err(_) => {
             let m = json!({"type": "error", "id": id, "payload": {"errors": [{"errorType": "UnauthorizedException", "message": "You are not authorized to make this call.", "errorCode": 401}]}});
             return reply(m.to_string());
@@ -268,7 +223,7 @@ fn start(
         Ok(r) => r,
         Err(_) => {
             return reply(error(
-                &id,
+                id,
                 "MalformedHttpRequestException",
                 "The start payload's data is not a GraphQL request.",
             ));
@@ -278,7 +233,7 @@ fn start(
         Ok(p) if p.kind == OperationKind::Subscription => p,
         Ok(_) => {
             return reply(error(
-                &id,
+                id,
                 "UnsupportedOperation",
                 "Only subscriptions are supported through the realtime channel",
             ));
@@ -297,7 +252,7 @@ fn start(
         .cloned()
     else {
         return reply(error(
-            &id,
+            id,
             "UnsupportedOperation",
             "A subscription needs a field.",
         ));
@@ -305,7 +260,7 @@ fn start(
     match register(
         appsync,
         connection,
-        &id,
+        id,
         &prepared.root_type,
         selected,
         caller,

@@ -219,6 +219,9 @@ pub fn header_str<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
