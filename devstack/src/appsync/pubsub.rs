@@ -130,8 +130,15 @@ impl PubSub {
 
     /// Delivers a mutation's result (already cut to its selection set, keyed by
     /// field name) to every subscription it matches.
+    ///
+    /// The payload is completed once per distinct view (selection set, type,
+    /// and the caller's auth mode and groups, all that completion depends on)
+    /// and shared by the subscriptions with that view: with a thousand
+    /// subscribers of one conversation, completing and serialising it for each
+    /// was most of the time between the first and the last receiving a chunk.
     pub fn publish(&self, appsync: &AppSync, mutation: &str, result: &Value) {
         let subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut views: Vec<(&Subscription, String)> = Vec::new();
         for sub in subs.values() {
             if !sub.mutations.iter().any(|m| m == mutation) {
                 continue;
@@ -140,15 +147,31 @@ impl PubSub {
             if !passes(&sub.argument_filter) || !passes(&sub.enhanced_filter) {
                 continue;
             }
-            if let Some(message) = data_message(appsync, sub, result) {
+            let payload = match views.iter().find(|(seen, _)| same_view(seen, sub)) {
+                Some((_, payload)) => payload.clone(),
+                None => {
+                    let payload = payload_text(appsync, sub, result);
+                    views.push((sub, payload.clone()));
+                    payload
+                }
+            };
+            if let Some(message) = data_message(&sub.id, &payload) {
                 let _ = sub.sender.send(message);
             }
         }
     }
 }
 
-/// The `data` message for one subscriber, or None when it is over the size limit.
-fn data_message(appsync: &AppSync, sub: &Subscription, result: &Value) -> Option<String> {
+/// Whether `a` and `b` receive the same payload for any result.
+fn same_view(a: &Subscription, b: &Subscription) -> bool {
+    a.caller.mode == b.caller.mode
+        && a.caller.groups == b.caller.groups
+        && a.ty == b.ty
+        && a.selected == b.selected
+}
+
+/// The `payload` of a `data` message for `sub`'s view of `result`, as JSON text.
+fn payload_text(appsync: &AppSync, sub: &Subscription, result: &Value) -> String {
     let mut completer = appsync.completer(&sub.caller, true);
     let path = vec![json!(sub.selected.key)];
     let root = appsync.schema.subscription.clone().unwrap_or_default();
@@ -162,10 +185,41 @@ fn data_message(appsync: &AppSync, sub: &Subscription, result: &Value) -> Option
         let errors = completer.errors.iter().map(GraphQlError::to_json).collect();
         payload["errors"] = Value::Array(errors);
     }
-    let message = json!({"id": sub.id, "type": "data", "payload": payload}).to_string();
+    payload.to_string()
+}
+
+/// The `data` message of subscription `id` carrying `payload` (JSON text),
+/// or None when it is over the size limit. The keys are in the order
+/// serde_json writes an object's: `id`, `payload`, `type`.
+fn data_message(id: &str, payload: &str) -> Option<String> {
+    let message = format!(
+        r#"{{"id":{},"payload":{payload},"type":"data"}}"#,
+        Value::String(id.to_owned())
+    );
     if message.len() > MAX_MESSAGE_BYTES {
-        tracing::debug!(subscription = %sub.id, bytes = message.len(), "dropped: over the 240 KB message limit");
+        tracing::debug!(subscription = %id, bytes = message.len(), "dropped: over the 240 KB message limit");
         return None;
     }
     Some(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_message_is_the_json_object_it_always_was() {
+        let payload = json!({"data": {"onChunk": {"seq": 1, "text": "h\u{e9} \"q\"\n"}}});
+        for id in ["sub-1", "quote\"and\\slash", "\u{1f980}"] {
+            let built = data_message(id, &payload.to_string()).expect("small");
+            let expected = json!({"id": id, "type": "data", "payload": payload}).to_string();
+            assert_eq!(built, expected);
+        }
+    }
+
+    #[test]
+    fn a_message_over_the_limit_is_dropped() {
+        let payload = Value::String("x".repeat(MAX_MESSAGE_BYTES)).to_string();
+        assert_eq!(data_message("s", &payload), None);
+    }
 }

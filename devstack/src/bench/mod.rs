@@ -11,6 +11,7 @@
 //! do not share the CPU. Emit times come from the Bedrock stand-in, receive
 //! times from a real-time subscriber in the same process (one clock).
 
+pub mod fanout;
 pub mod measure;
 pub mod store;
 pub mod users;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::bench::fanout::run_fanout;
 use crate::bench::store::run_store;
 use crate::bench::users::run_users;
 use crate::bench::{BenchConfig, Report, STRATEGIES, run};
@@ -48,6 +49,11 @@ pub(super) struct BenchArgs {
     /// turns (500 and 2,000 tokens, 0 ms round trip) without and with it.
     #[arg(long)]
     store: bool,
+    /// Instead of the strategies: one turn to each of these numbers of
+    /// subscribers (e.g. `1,100,1000`); each chunk's spread between the first
+    /// and the last subscriber, and chunks lost or duplicated.
+    #[arg(long, value_delimiter = ',')]
+    fanout: Vec<usize>,
 }
 
 /// Runs the bench with `args` against the resolver binary, then prints the
@@ -79,6 +85,9 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.users.is_empty() {
         return run_users_bench(&config, &args.users, args.concurrency, args.json).await;
+    }
+    if !args.fanout.is_empty() {
+        return run_fanout_bench(&config, &args.fanout, args.json).await;
     }
     let report = run(&config, |step| eprintln!("bench: {step}")).await?;
     if args.json {
@@ -131,6 +140,48 @@ async fn run_store_bench(config: &BenchConfig, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `--fanout`: one turn to N subscribers, one line per N.
+async fn run_fanout_bench(
+    config: &BenchConfig,
+    counts: &[usize],
+    json: bool,
+) -> anyhow::Result<()> {
+    let results = run_fanout(config, counts, |step| eprintln!("bench: {step}")).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).context("report")?
+        );
+        return Ok(());
+    }
+    println!(
+        "one turn of 200 tokens at 50 tokens/s (scripted), every subscriber its own connection\n"
+    );
+    println!(
+        "{:>11} {:>7} {:>14} {:>14} {:>14} {:>6} {:>11}",
+        "subscribers",
+        "chunks",
+        "spread p50 ms",
+        "spread p99 ms",
+        "spread max ms",
+        "lost",
+        "duplicated"
+    );
+    for r in &results {
+        println!(
+            "{:>11} {:>7} {:>14.2} {:>14.2} {:>14.2} {:>6} {:>11}",
+            r.subscribers,
+            r.chunks,
+            r.spread_p50_ms,
+            r.spread_p99_ms,
+            r.spread_max_ms,
+            r.lost,
+            r.duplicated
+        );
+    }
+    Ok(())
+}
+
 /// `--users`: K users at once, one line per K.
 async fn run_users_bench(
     config: &BenchConfig,
@@ -151,7 +202,7 @@ async fn run_users_bench(
     }
     println!("each user: own connection and conversation, 150 tokens at 50 tokens/s (scripted)\n");
     println!(
-        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>10} {:>10} {:>10} {:>12} {:>10} {:>7}",
         "users",
         "limit",
         "p50 ms",
@@ -160,12 +211,13 @@ async fn run_users_bench(
         "lone ms",
         "lone cold",
         "init ms",
+        "loaded init",
         "target ms",
         "within"
     );
     for r in &results {
         println!(
-            "{:>6} {:>6} {:>10.1} {:>10.1} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7}",
+            "{:>6} {:>6} {:>10.1} {:>10.1} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>10.1} {:>7}",
             r.users,
             r.concurrency,
             r.first_chunk_p50_ms,
@@ -174,6 +226,7 @@ async fn run_users_bench(
             r.lone_warm_ms,
             r.lone_cold_ms,
             r.cold_start_ms,
+            r.loaded_init_p50_ms,
             r.target_ms,
             if r.within_target { "yes" } else { "no" },
         );
