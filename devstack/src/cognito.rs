@@ -56,8 +56,9 @@ pub enum CognitoError {
 pub struct IdTokenClaims {
     /// The user's stable id (see [`sub_for`]).
     pub sub: String,
-    /// `cognito:username`: the name the user signs in with.
-    #[serde(rename = "cognito:username")]
+    /// `cognito:username` (an access token's `username`): the name the user
+    /// signs in with.
+    #[serde(rename = "cognito:username", alias = "username")]
     pub username: String,
     /// `cognito:groups`: the user's groups, absent when there are none.
     #[serde(

@@ -62,36 +62,65 @@ fn claim_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// Claims where each of the checked ones may be right, wrong or missing.
+/// The claims the checks look at.
+const CHECKED: [&str; 10] = [
+    "sub",
+    "cognito:username",
+    "cognito:groups",
+    "iss",
+    "aud",
+    "client_id",
+    "token_use",
+    "exp",
+    "iat",
+    "auth_time",
+];
+
+/// A valid ID token's claims, or an access token's (`token_use` `access`,
+/// the app client in `client_id`, the name in `username`, as Cognito issues
+/// them).
+fn valid_claims(access: bool) -> Value {
+    let now = now();
+    let mut claims = json!({"sub": "7d8ca528-4931-4254-9273-ea5ee853f271", "iss": POOL.issuer(),
+        "exp": now + 3600, "iat": now, "auth_time": now});
+    if access {
+        claims["token_use"] = json!("access");
+        claims["client_id"] = json!(CLIENT_ID);
+        claims["username"] = json!("alice");
+    } else {
+        claims["token_use"] = json!("id");
+        claims["aud"] = json!(CLIENT_ID);
+        claims["cognito:username"] = json!("alice");
+    }
+    claims
+}
+
+/// Valid claims with up to two of the checked ones replaced or removed: a
+/// third of the cases are unchanged, so both verdicts are exercised.
 fn claims() -> impl Strategy<Value = Value> {
-    let names = [
-        "sub",
-        "cognito:username",
-        "cognito:groups",
-        "iss",
-        "aud",
-        "client_id",
-        "token_use",
-        "exp",
-        "iat",
-        "auth_time",
-    ];
-    proptest::collection::vec(proptest::option::of(claim_value()), names.len()).prop_map(
-        move |values| {
-            let mut claims = serde_json::Map::new();
-            for (name, value) in names.iter().zip(values) {
-                if let Some(value) = value {
-                    claims.insert((*name).to_owned(), value);
+    let change = (0..CHECKED.len(), proptest::option::of(claim_value()));
+    (any::<bool>(), proptest::collection::vec(change, 0..3)).prop_map(|(access, changes)| {
+        let mut claims = valid_claims(access);
+        for (index, value) in changes {
+            let name = CHECKED[index];
+            match (value, claims.as_object_mut()) {
+                (Some(value), Some(object)) => {
+                    object.insert(name.to_owned(), value);
                 }
+                (None, Some(object)) => {
+                    object.remove(name);
+                }
+                _ => {}
             }
-            Value::Object(claims)
-        },
-    )
+        }
+        claims
+    })
 }
 
 /// What AppSync accepts for this pool: a Cognito ID or access token of this
-/// pool's issuer and app client, not expired, with a username, a sub and the
-/// times every Cognito token carries.
+/// pool's issuer and app client, not expired, with a sub, one username claim
+/// (`cognito:username` or an access token's `username`) and the times every
+/// Cognito token carries.
 fn acceptable(claims: &Value) -> bool {
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let audience = match text("token_use") {
@@ -102,17 +131,32 @@ fn acceptable(claims: &Value) -> bool {
     let exp_ok = claims
         .get("exp")
         .and_then(Value::as_u64)
-        .is_some_and(|exp| exp > now());
+        // jsonwebtoken refuses only `exp < now` (no leeway here).
+        .is_some_and(|exp| exp >= now());
     let groups_ok = match claims.get("cognito:groups") {
         None | Some(Value::Null) => true,
         Some(g) => g.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
     };
-    text("iss") == Some(POOL.issuer())
+    // The stand-in reads the claims into typed fields: an optional one of
+    // another type makes the token unreadable.
+    let optional_text = |name: &str| {
+        claims
+            .get(name)
+            .is_none_or(|v| v.is_null() || v.is_string())
+    };
+    optional_text("aud")
+        && optional_text("client_id")
+        && text("iss") == Some(POOL.issuer())
         && audience == Some(CLIENT_ID)
         && exp_ok
         && groups_ok
         && text("sub").is_some()
-        && text("cognito:username").is_some()
+        && ["cognito:username", "username"]
+            .iter()
+            .filter(|name| claims.get(**name).is_some())
+            .count()
+            == 1
+        && (text("cognito:username").is_some() || text("username").is_some())
         && claims.get("iat").is_some_and(Value::is_u64)
         && claims.get("auth_time").is_some_and(Value::is_u64)
 }
@@ -166,6 +210,17 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(verified.username, username);
         prop_assert_eq!(verified.groups.unwrap_or_default(), groups);
+    }
+}
+
+#[test]
+fn valid_id_and_access_tokens_are_accepted() {
+    for access in [false, true] {
+        let verified = POOL.verify(&signed(&valid_claims(access)));
+        assert!(
+            verified.is_ok_and(|v| v.username == "alice"),
+            "access: {access}"
+        );
     }
 }
 
