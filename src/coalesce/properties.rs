@@ -70,6 +70,11 @@ fn drive(
     let mut finished = false;
     for _ in 0..100_000 {
         while let Some(piece) = c.take_ready(now) {
+            // The terminal chunk must be the last one AppSync accepts.
+            prop_assert!(
+                !piece.last || in_flight.is_empty(),
+                "the last piece while a publish is in flight"
+            );
             let took = Duration::from_millis(*publishes.next().unwrap_or(&0));
             in_flight.push(now + took);
             pieces.push(piece);
@@ -77,6 +82,10 @@ fn drive(
         if c.is_done() && in_flight.is_empty() {
             return Ok(pieces);
         }
+        // The driver sleeps until the wakeup: one that is already due with
+        // nothing ready would make it spin.
+        let due = c.next_wakeup().filter(|w| *w <= now);
+        prop_assert!(due.is_none(), "a wakeup already due with nothing ready");
         // The earliest of: a publish finishing, the strategy's wakeup, the
         // next delta (or the stream's end once every delta arrived).
         let ack = in_flight.iter().min().copied();

@@ -36,39 +36,49 @@ fn any_json() -> impl Strategy<Value = Value> {
     })
 }
 
-/// A string near an id: mostly the id alphabet, sometimes anything.
+/// A string near an id: mostly a valid one, sometimes too long, empty,
+/// outside the alphabet or not a string.
 fn id_like() -> impl Strategy<Value = Value> {
     prop_oneof![
-        "[A-Za-z0-9._:-]{0,130}".prop_map(Value::String),
-        ".{0,20}".prop_map(Value::String),
-        any_json(),
+        8 => "[A-Za-z0-9._:-]{1,128}".prop_map(Value::String),
+        1 => "[A-Za-z0-9._:-]{0,130}".prop_map(Value::String),
+        1 => ".{0,20}".prop_map(Value::String),
+        1 => any_json(),
     ]
 }
 
 /// A `sendPrompt` input whose every field may be valid, wrong or missing.
 fn input() -> impl Strategy<Value = Value> {
     let text = prop_oneof![
-        ".{0,40}".prop_map(Value::String),
-        Just(Value::String(" \t\n".into())),
-        (0usize..40_000).prop_map(|n| Value::String("x".repeat(n))),
-        any_json(),
+        8 => "[a-zA-Z]{1,40}".prop_map(Value::String),
+        1 => ".{0,40}".prop_map(Value::String),
+        1 => Just(Value::String(" \t\n".into())),
+        1 => (0usize..40_000).prop_map(|n| Value::String("x".repeat(n))),
+        1 => any_json(),
     ];
-    let number = prop_oneof![
-        any::<i64>().prop_map(Value::from),
-        any::<f64>()
+    let max_tokens = prop_oneof![
+        4 => Just(Value::Null),
+        4 => (1i64..=8192).prop_map(Value::from),
+        1 => any::<i64>().prop_map(Value::from),
+        1 => any_json(),
+    ];
+    let temperature = prop_oneof![
+        4 => Just(Value::Null),
+        4 => (0.0f64..=1.0).prop_map(Value::from),
+        1 => any::<f64>()
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
-        Just(Value::Null),
-        any_json(),
+        1 => any_json(),
     ];
+    let model = prop_oneof![8 => Just(Value::Null), 1 => id_like()];
     (
         id_like(),
         id_like(),
         text.clone(),
         text,
-        id_like(),
-        number.clone(),
-        number,
+        model,
+        max_tokens,
+        temperature,
     )
         .prop_map(
             |(conversation, turn, prompt, system, model, max_tokens, temperature)| {
@@ -83,15 +93,17 @@ fn input() -> impl Strategy<Value = Value> {
 
 fn identity() -> impl Strategy<Value = Value> {
     prop_oneof![
-        ".{0,40}".prop_map(|sub| json!({"sub": sub, "issuer": "i", "username": "u",
+        8 => "[a-f0-9-]{1,36}".prop_map(|sub| json!({"sub": sub, "issuer": "i", "username": "u",
             "claims": {}, "sourceIp": [], "defaultAuthStrategy": "ALLOW", "groups": null})),
-        Just(
+        1 => ".{0,40}".prop_map(|sub| json!({"sub": sub, "issuer": "i", "username": "u",
+            "claims": {}, "sourceIp": [], "defaultAuthStrategy": "ALLOW", "groups": null})),
+        1 => Just(
             json!({"accountId": "1", "cognitoIdentityPoolId": null, "cognitoIdentityId": null,
             "sourceIp": [], "username": "AIDA", "userArn": "arn:aws:iam::1:user/x",
             "cognitoIdentityAuthType": null, "cognitoIdentityAuthProvider": null})
         ),
-        Just(Value::Null),
-        any_json(),
+        1 => Just(Value::Null),
+        1 => any_json(),
     ]
 }
 
@@ -126,4 +138,18 @@ proptest! {
             }
         }
     }
+}
+
+/// The accepting side of the property above is reached: a fully valid prompt
+/// is a turn.
+#[test]
+fn a_valid_prompt_is_accepted() {
+    let event = json!({"arguments": {"input": {"conversationId": "c1", "turnId": "t1",
+        "prompt": "hi", "system": null, "modelId": null, "maxTokens": 100, "temperature": 0.5}},
+        "identity": {"sub": "7d8ca528", "issuer": "i", "username": "u", "claims": {},
+        "sourceIp": [], "defaultAuthStrategy": "ALLOW", "groups": null}});
+    let turn = AppSyncEvent::from_value(event)
+        .expect("parses")
+        .into_turn_request(&config());
+    assert!(turn.is_ok(), "{turn:?}");
 }

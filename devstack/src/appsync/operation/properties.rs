@@ -138,7 +138,7 @@ proptest! {
     }
 
     #[test]
-    fn fragments_that_spread_each_other_are_refused_or_finite(
+    fn a_fragment_cycle_is_refused_exactly_when_the_operation_reaches_one(
         // Fragment i spreads the fragments listed at i (any of them, itself included).
         spreads in proptest::collection::vec(proptest::collection::vec(0usize..6, 0..4), 1..6),
     ) {
@@ -149,8 +149,26 @@ proptest! {
         }
         let schema = schema();
         let request = GraphQlRequest { query, variables: Some(json!({})), operation_name: None };
-        let _ = prepare(&schema, &request);
+        let refused_as_cycle = prepare(&schema, &request)
+            .err()
+            .is_some_and(|errors| errors.iter().any(|e| e.message.contains("FragmentCycle")));
+        prop_assert_eq!(refused_as_cycle, reaches_cycle(&spreads, 0, &mut Vec::new()));
     }
+}
+
+/// Whether spreading fragment `at` (of those defined in `spreads`) reaches a
+/// fragment already on `path`.
+fn reaches_cycle(spreads: &[Vec<usize>], at: usize, path: &mut Vec<usize>) -> bool {
+    if path.contains(&at) {
+        return true;
+    }
+    let Some(targets) = spreads.get(at) else {
+        return false;
+    };
+    path.push(at);
+    let found = targets.iter().any(|&t| reaches_cycle(spreads, t, path));
+    path.pop();
+    found
 }
 
 #[test]
