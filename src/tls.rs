@@ -1,7 +1,8 @@
 //! Place in the data path: the trust anchors of the HTTPS connections the
 //! function opens to Bedrock Runtime, DynamoDB and AppSync's GraphQL endpoint,
-//! built once at init. (The real-time connection of the cancel listener is
-//! tokio-tungstenite's, built on the same `webpki-roots`.)
+//! built once at init. (The cancel listener's real-time connection is
+//! tokio-tungstenite's, which trusts all of Mozilla's roots through
+//! `webpki-roots`, also compiled in.)
 //!
 //! The function trusts the roots of Amazon Trust Services, the CAs of every
 //! AWS service endpoint and of ACM certificates (an AppSync custom domain
@@ -31,7 +32,9 @@ pub enum TlsError {
     /// rustls refused the protocol versions of its own default provider.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The AWS SDK's HTTP client refused the trust store.
+    /// The AWS SDK's TLS context refused the trust store. (Its builder does
+    /// not fail today; the SDK parses the PEM document when it first
+    /// connects, which the tests here check it can.)
     #[error("TLS trust store for the AWS SDK: {0}")]
     Sdk(#[from] aws_smithy_http_client::HttpClientError),
 }
@@ -159,16 +162,14 @@ mod tests {
         assert_eq!((added, ignored), (AMAZON_ROOTS.len(), 0));
     }
 
-    #[tokio::test]
-    async fn an_sdk_client_takes_the_amazon_roots() {
-        let http = sdk_http_client().expect("Amazon's roots are a valid trust store");
-        // Building a client validates its HTTP client, which builds the TLS
-        // connector from the PEM document.
-        let config = aws_sdk_bedrockruntime::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_bedrockruntime::config::Region::new("us-east-1"))
-            .http_client(http)
-            .build();
-        let _client = aws_sdk_bedrockruntime::Client::from_conf(config);
+    #[test]
+    fn reqwest_takes_the_appsync_config() {
+        // reqwest downcasts the config to its own rustls version's type: a
+        // different rustls here would fail at init, not at build time.
+        let config = appsync_client_config().expect("default versions");
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .build()
+            .expect("reqwest accepts this rustls config");
     }
 }

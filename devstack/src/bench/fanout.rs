@@ -29,7 +29,8 @@ const TOKENS_PER_SECOND: f64 = 50.0;
 pub struct FanoutResult {
     /// Subscribers (N), each on its own connection.
     pub subscribers: usize,
-    /// Chunks of the turn (its terminal chunk included).
+    /// Chunks of the turn (its terminal chunk included): the terminal
+    /// chunk's `seq` + 1.
     pub chunks: usize,
     /// Median over chunks of (last receive - first receive), milliseconds.
     pub spread_p50_ms: f64,
@@ -37,7 +38,8 @@ pub struct FanoutResult {
     pub spread_p99_ms: f64,
     /// Largest spread, milliseconds.
     pub spread_max_ms: f64,
-    /// Chunks some subscriber never received (summed over subscribers).
+    /// Chunks (`seq` 0 to the terminal one) a subscriber never received,
+    /// summed over subscribers.
     pub lost: usize,
     /// Chunks some subscriber received more than once (summed).
     pub duplicated: usize,
@@ -148,12 +150,14 @@ fn summarise(n: usize, arrivals: &[Vec<(i64, Instant)>]) -> FanoutResult {
             by_seq.entry(seq).or_default().push(at);
         }
     }
-    let chunks = by_seq.len();
+    // Chunks are numbered 0, 1, 2, ... up to the terminal one, which every
+    // subscriber waited for: a number nobody received is lost for all.
+    let chunks: i64 = by_seq.keys().next_back().map_or(0, |last| last + 1);
     let lost = arrivals
         .iter()
         .map(|receipts| {
             let own: std::collections::BTreeSet<i64> = receipts.iter().map(|r| r.0).collect();
-            chunks - own.len()
+            (0..chunks).filter(|seq| !own.contains(seq)).count()
         })
         .sum();
     let spreads: Vec<Duration> = by_seq
@@ -170,7 +174,7 @@ fn summarise(n: usize, arrivals: &[Vec<(i64, Instant)>]) -> FanoutResult {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     FanoutResult {
         subscribers: n,
-        chunks,
+        chunks: usize::try_from(chunks).unwrap_or_default(),
         spread_p50_ms: ms(percentile(&spreads, 50.0)),
         spread_p99_ms: ms(percentile(&spreads, 99.0)),
         spread_max_ms: spreads.iter().copied().map(ms).fold(0.0, f64::max),

@@ -95,11 +95,11 @@ async fn users_case(
     let http = reqwest::Client::new();
     let lone = start_stack(config, concurrency).await?;
     let lone_outcomes = lone.lambda.outcomes();
-    let lone_cold = first_chunk(&http, &lone, "lone".into(), "turn-cold", None).await;
+    let lone_cold = first_chunk(&http, &lone, "lone".into(), "turn-cold").await;
     let mut lone_warm = Vec::new();
     for turn in 0..LONE_WARM_TURNS {
         let turn = format!("turn-warm-{turn}");
-        lone_warm.push(first_chunk(&http, &lone, "lone".into(), &turn, None).await);
+        lone_warm.push(first_chunk(&http, &lone, "lone".into(), &turn).await);
     }
     let lone_init = inits(lone_outcomes, 1).await;
     lone.shutdown().await;
@@ -108,18 +108,14 @@ async fn users_case(
 
     let stack = start_stack(config, concurrency).await?;
     let outcomes = stack.lambda.outcomes();
-    // Every user connects and subscribes first; then all send at once.
+    // Every user connects and subscribes first (any failure ends the run
+    // before anyone waits); then all send at once.
+    let users = (0..k).map(|user| prepare(&stack, format!("user-{user}"), "turn-k"));
+    let prepared = futures_util::future::try_join_all(users).await?;
     let barrier = Barrier::new(k);
-    let turns: Vec<_> = (0..k)
-        .map(|user| {
-            first_chunk(
-                &http,
-                &stack,
-                format!("user-{user}"),
-                "turn-k",
-                Some(&barrier),
-            )
-        })
+    let turns: Vec<_> = prepared
+        .into_iter()
+        .map(|user| send_and_wait(&http, &stack, user, Some(&barrier)))
         .collect();
     let times = futures_util::future::join_all(turns).await;
     let times: Vec<Duration> = times.into_iter().collect::<anyhow::Result<_>>()?;
@@ -169,21 +165,21 @@ async fn inits(
     inits
 }
 
-/// `user` subscribes to a conversation of their own, waits at `barrier` (when
-/// given) for every other user to be subscribed too, sends a prompt and waits
-/// for its first chunk; returns the time from the send, and lets the turn
-/// finish (its environment is busy until then) before returning.
-async fn first_chunk(
-    http: &reqwest::Client,
-    stack: &Stack,
-    user: String,
-    turn: &str,
-    barrier: Option<&Barrier>,
-) -> anyhow::Result<Duration> {
+/// A user subscribed to a conversation of their own, with a prompt ready.
+struct Ready {
+    token: String,
+    /// Kept open for the subscription.
+    _client: appsync_client::RealtimeClient,
+    subscription: appsync_client::Subscription,
+    variables: serde_json::Value,
+}
+
+/// `user` connects and subscribes to `bench-{user}`, and readies turn `turn`.
+async fn prepare(stack: &Stack, user: String, turn: &str) -> anyhow::Result<Ready> {
     let token = stack.token(&user);
     let client = stack.connect_as(&token).await.context("connect")?;
     let conversation = format!("bench-{user}");
-    let mut subscription = client
+    let subscription = client
         .subscribe(
             appsync_client::ON_CHUNK,
             serde_json::json!({"conversationId": conversation}),
@@ -197,6 +193,40 @@ async fn first_chunk(
         None,
         Some(TOKENS),
     );
+    Ok(Ready {
+        token,
+        _client: client,
+        subscription,
+        variables,
+    })
+}
+
+/// A lone `user`'s turn: [`prepare`], then [`send_and_wait`].
+async fn first_chunk(
+    http: &reqwest::Client,
+    stack: &Stack,
+    user: String,
+    turn: &str,
+) -> anyhow::Result<Duration> {
+    let ready = prepare(stack, user, turn).await?;
+    send_and_wait(http, stack, ready, None).await
+}
+
+/// Waits at `barrier` (when given) for every other user, sends the prompt and
+/// waits for its first chunk; returns the time from the send, and lets the
+/// turn finish (its environment is busy until then) before returning.
+async fn send_and_wait(
+    http: &reqwest::Client,
+    stack: &Stack,
+    ready: Ready,
+    barrier: Option<&Barrier>,
+) -> anyhow::Result<Duration> {
+    let Ready {
+        token,
+        _client,
+        mut subscription,
+        variables,
+    } = ready;
     if let Some(barrier) = barrier {
         barrier.wait().await;
     }

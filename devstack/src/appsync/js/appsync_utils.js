@@ -2,7 +2,7 @@
 // Place in the data path: client -> AppSync **resolver** (this library, inside
 // the QuickJS engine of engine.rs) -> data source (NONE | Lambda | DynamoDB).
 //
-// Evaluated as a script before each handler runs; it defines
+// Evaluated (as a module, compiled once) before each handler runs; it defines
 // `globalThis.__appsync`, which the `@aws-appsync/utils` module re-exports and
 // the engine's glue (`__appsync.call`) reads back after the handler returns.
 // Reference: https://docs.aws.amazon.com/appsync/latest/devguide/built-in-util-js.html

@@ -32,10 +32,11 @@ use super::super::resolvers::ResolverError;
 /// The module name resolvers import the runtime utilities from.
 pub const UTILS_MODULE: &str = "@aws-appsync/utils";
 
-/// The utilities, as a script that defines `globalThis.__appsync`.
+/// The utilities: a module evaluated for its effect, defining
+/// `globalThis.__appsync`.
 const PRELUDE: &str = include_str!("appsync_utils.js");
 
-/// The name the utilities' script is compiled under.
+/// The module name the utilities are compiled under.
 const PRELUDE_NAME: &str = "appsync_utils.js";
 
 /// The `@aws-appsync/utils` module: re-exports what the prelude defined.
@@ -345,8 +346,9 @@ fn compile(name: &str, code: &str) -> Result<Vec<u8>, String> {
 
 /// Loads `bytecode` (from [`bytecode`]) and evaluates it as a module.
 fn evaluate<'js>(ctx: &Ctx<'js>, bytecode: &[u8]) -> Result<Module<'js, Evaluated>, String> {
-    // SAFETY: the bytes were written by `Module::write` of this same QuickJS
-    // build in this process, and outlive the runtime (the caller holds them).
+    // SAFETY: `Module::load` needs valid bytecode of this QuickJS build, and
+    // these bytes were written by `Module::write` of this build in this
+    // process (see `bytecode`).
     let module = unsafe { Module::load(ctx.clone(), bytecode) }
         .catch(ctx)
         .map_err(describe)?;
