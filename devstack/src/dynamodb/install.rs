@@ -29,16 +29,17 @@ pub enum InstallError {
     Npm(String),
 }
 
-/// The entry point of dynalite's command-line server under `cache`, installing
-/// it first (with a progress line on stderr) when this version is not there.
+/// The entry point of the dynalite package (`index.js`, whose export makes a
+/// server) under `cache`, installing it first (with a progress line on
+/// stderr) when this version is not there.
 ///
 /// # Errors
 /// [`InstallError`] when the cache cannot be written or npm fails.
 pub fn ensure_installed(cache: &Path) -> Result<PathBuf, InstallError> {
     let dir = cache.join(format!("dynalite-{DYNALITE_VERSION}"));
-    let cli = dir.join("node_modules/dynalite/cli.js");
-    if cli.is_file() {
-        return Ok(cli);
+    let entry = dir.join("node_modules/dynalite/index.js");
+    if entry.is_file() {
+        return Ok(entry);
     }
     let io = |path: &Path| {
         let path = path.to_owned();
@@ -50,8 +51,8 @@ pub fn ensure_installed(cache: &Path) -> Result<PathBuf, InstallError> {
     let lock_path = cache.join(format!("dynalite-{DYNALITE_VERSION}.lock"));
     let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
     lock.lock().map_err(io(&lock_path))?;
-    if cli.is_file() {
-        return Ok(cli);
+    if entry.is_file() {
+        return Ok(entry);
     }
     eprintln!(
         "devstack: installing dynalite {DYNALITE_VERSION} (local DynamoDB) into {} (first run only)",
@@ -81,12 +82,12 @@ pub fn ensure_installed(cache: &Path) -> Result<PathBuf, InstallError> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&staging, &dir).map_err(io(&dir))?;
-    if cli.is_file() {
-        Ok(cli)
+    if entry.is_file() {
+        Ok(entry)
     } else {
         Err(InstallError::Npm(format!(
             "{} is missing after the install",
-            cli.display()
+            entry.display()
         )))
     }
 }

@@ -11,7 +11,6 @@
 mod install;
 mod tables;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,6 +18,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -78,15 +78,15 @@ impl LocalDynamoDb {
     /// # Errors
     /// [`DynamoDbError`] for each step that fails.
     pub async fn start(config: DynamoDbConfig) -> Result<Self, DynamoDbError> {
-        let cli = ensure_installed(&config.cache_dir)?;
+        let entry = ensure_installed(&config.cache_dir)?;
         std::fs::create_dir_all(&config.data_dir)?;
-        let port = free_port()?;
-        let server = Server {
-            cli,
-            port,
+        let mut server = Server {
+            entry,
+            port: 0,
             data_dir: config.data_dir.clone(),
         };
-        let child = server.spawn()?;
+        let (child, port) = server.spawn_on_any_port().await?;
+        server.port = port;
         let endpoint = format!("http://127.0.0.1:{port}");
         let client = client(&endpoint);
         let (stop, stopped) = oneshot::channel();
@@ -145,35 +145,53 @@ impl Drop for LocalDynamoDb {
     }
 }
 
-/// How to run dynalite.
+/// How to run dynalite: through `launch.js`, which listens on `port` (0: any
+/// free one) and prints the port it got.
 struct Server {
-    cli: PathBuf,
+    entry: PathBuf,
     port: u16,
     data_dir: PathBuf,
 }
 
+/// The launcher, given to `node -e`.
+const LAUNCHER: &str = include_str!("launch.js");
+
 impl Server {
-    fn spawn(&self) -> std::io::Result<Child> {
+    fn spawn(&self, stdout: Stdio) -> std::io::Result<Child> {
         Command::new("node")
-            .arg(&self.cli)
-            .args(["--host", "127.0.0.1", "--port"])
+            .arg("-e")
+            .arg(LAUNCHER)
+            .arg(&self.entry)
             .arg(self.port.to_string())
-            .arg("--path")
             .arg(&self.data_dir)
-            // Tables are ACTIVE at once, not after DynamoDB's half second.
-            .args([
-                "--createTableMs",
-                "0",
-                "--deleteTableMs",
-                "0",
-                "--updateTableMs",
-                "0",
-            ])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
+    }
+
+    /// Starts the server on a port the OS picks and reads which: the server
+    /// binds it itself, so no other process can take it between a choice
+    /// here and the bind there (two stacks starting at once could otherwise
+    /// end up sharing one server).
+    async fn spawn_on_any_port(&self) -> Result<(Child, u16), DynamoDbError> {
+        let mut child = self.spawn(Stdio::piped())?;
+        let stdout = child.stdout.take().ok_or_else(|| {
+            std::io::Error::other("the local DynamoDB's output could not be read")
+        })?;
+        let mut line = String::new();
+        let mut stdout = BufReader::new(stdout);
+        let read = stdout.read_line(&mut line);
+        match tokio::time::timeout(READY_TIMEOUT, read).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => return Err(DynamoDbError::NotReady(READY_TIMEOUT)),
+        }
+        let port = line.trim().parse().map_err(|_| {
+            std::io::Error::other("the local DynamoDB exited before it listened (see its output)")
+        })?;
+        Ok((child, port))
     }
 
     /// Keeps the server running until `stopped` fires (or its sender is
@@ -189,7 +207,7 @@ impl Server {
                 status = child.wait() => {
                     tracing::warn!(?status, "the local DynamoDB exited; starting it again");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    match self.spawn() {
+                    match self.spawn(Stdio::null()) {
                         Ok(next) => child = next,
                         Err(error) => {
                             tracing::error!(%error, "could not restart the local DynamoDB");
@@ -200,12 +218,6 @@ impl Server {
             }
         }
     }
-}
-
-/// A free loopback port (the OS picks it; released for dynalite to take).
-fn free_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// An SDK client for `endpoint` in the devstack's region, signing with its

@@ -6,14 +6,19 @@
 //! A table is named after its logical id, as the devstack has no stack name
 //! to prefix.
 
+use std::time::Duration;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use serde_norway::Value as Yaml;
 use thiserror::Error;
+
+/// How long a new table may stay `CREATING`.
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One table of the template: what `CreateTable` and `UpdateTimeToLive` need.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +173,8 @@ fn definition(id: &str, properties: Option<&Yaml>) -> Result<TableDefinition, Ta
 }
 
 /// Creates `table` through `client` unless a table of that name exists (its
-/// data is kept across restarts), then turns on its TTL where the server has
+/// data is kept across restarts), waits until it is `ACTIVE`, then turns on
+/// its TTL where the server has
 /// TTL (dynalite has not: its items never expire).
 ///
 /// # Errors
@@ -197,6 +203,9 @@ pub async fn ensure_table(client: &Client, table: &TableDefinition) -> Result<()
             .await
             .map_err(|e| failed("CreateTable", e.as_ref()))?;
     }
+    wait_until_active(client, &table.name)
+        .await
+        .map_err(|e| failed("DescribeTable", e.as_ref()))?;
     if let Some(attribute) = &table.ttl_attribute {
         let spec = TimeToLiveSpecification::builder()
             .attribute_name(attribute)
@@ -295,6 +304,30 @@ async fn create(
     }
     request.send().await?;
     Ok(())
+}
+
+/// Waits until `name`'s `TableStatus` is `ACTIVE`. `CreateTable` answers
+/// while the table is still `CREATING`, and until it is `ACTIVE` reads and
+/// writes on it fail with `ResourceNotFoundException`
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_CreateTable.html>).
+/// dynalite keeps that state only for the moment it takes to write the
+/// table's description, but a write in that moment fails all the same.
+async fn wait_until_active(
+    client: &Client,
+    name: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
+    loop {
+        let described = client.describe_table().table_name(name).send().await?;
+        let status = described.table().and_then(|t| t.table_status());
+        if status == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("not ACTIVE after {ACTIVE_TIMEOUT:?} (status {status:?})").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn key_element(
