@@ -17,15 +17,15 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::chunk::{Ending, Failure, terminal_chunk};
-use crate::event::{AppSyncEvent, Rejection, TurnRequest};
+use crate::event::{AppSyncEvent, Rejection, TurnIds, TurnRequest};
 use crate::metrics::TurnMetrics;
 use crate::model::{self, ModelRequest, spawn_model_reader};
 use crate::repeat;
 use crate::sink::appsync::Publisher;
 use crate::sink::{ChunkSink, Recorded};
 use crate::state::State;
-use crate::store::{AnswerEnd, Claim, HistoryMessage, Store, TurnRecord};
-use crate::turn::{TurnContext, TurnError, TurnOutcome, drive};
+use crate::store::{AnswerEnd, Claim, HistoryMessage, Store, TurnRecord, estimated_tokens};
+use crate::turn::{TurnContext, TurnError, TurnOutcome, TurnReport, drive};
 use crate::vocabulary::{ErrorType, StopReason};
 
 /// Most time kept back before the Lambda deadline to publish the terminal chunk.
@@ -71,7 +71,12 @@ pub(crate) async fn handle_event(
     };
     let request = match event.into_turn_request(&state.config) {
         Ok(r) => r,
-        Err(rejection) => return Err(reject(&ctx, rejection).await),
+        Err(rejection) => {
+            if let Some(ids) = &rejection.ids {
+                Box::pin(release_slot(state, ids, 0)).await;
+            }
+            return Err(reject(&ctx, rejection).await);
+        }
     };
     let span = info_span!(
         "turn",
@@ -83,7 +88,15 @@ pub(crate) async fn handle_event(
         .instrument(span.clone())
         .await
     {
-        Delivery::Repeated => return Ok(TurnOutcome::duplicate(&request.ids)),
+        Delivery::Repeated => {
+            // This environment ran the turn to its end (it runs one
+            // invocation at a time), so nothing else will free a slot that a
+            // repeated sendPrompt took since.
+            Box::pin(release_slot(state, &request.ids, 0))
+                .instrument(span)
+                .await;
+            return Ok(TurnOutcome::duplicate(&request.ids));
+        }
         Delivery::ClaimedElsewhere(store) => {
             // Boxed, as the SDK's futures nest deeply (see `begin_turn`).
             let lease = state.config.claim_lease;
@@ -94,7 +107,11 @@ pub(crate) async fn handle_event(
                 lease,
                 ctx.deadline,
             ));
-            return settled.instrument(span).await;
+            let outcome = settled.instrument(span.clone()).await;
+            Box::pin(release_if_ended(store, &request.ids))
+                .instrument(span)
+                .await;
+            return outcome;
         }
         Delivery::First {
             history,
@@ -223,6 +240,7 @@ async fn run_turn(
         deadline: ctx.deadline,
         started: ctx.started,
     };
+    let input_chars = input_chars(request, &turn.history);
     let events = spawn_model_reader(
         state.bedrock.clone(),
         model_request(request, turn.history),
@@ -232,6 +250,10 @@ async fn run_turn(
     let mut report = drive(&recorded_ctx, &request.ids, events, watch.cancelled()).await;
     watch.stop().await;
     report.stats.store_errors = turn.store_errors;
+    // The slot first: one write, before the record's several, so that even a
+    // turn at its deadline gives it back.
+    let tokens = turn_tokens(&report, input_chars);
+    Box::pin(release_slot(state, &request.ids, tokens)).await;
     if let Some(record) = record {
         let written =
             Box::pin(record.finish(&request.model_id, fallback_end(&report.result))).await;
@@ -265,6 +287,64 @@ async fn run_turn(
         Err(e) => warn!(error = %e, "turn failed"),
     }
     report.result
+}
+
+/// Characters the model reads for `request` after `history`: what a turn
+/// without Bedrock's usage is charged by ([`estimated_tokens`]).
+fn input_chars(request: &TurnRequest, history: &[HistoryMessage]) -> usize {
+    let system = request.system.as_deref().map_or(0, |s| s.chars().count());
+    let earlier: usize = history.iter().map(|m| m.text.chars().count()).sum();
+    system + earlier + request.prompt.chars().count()
+}
+
+/// The tokens a turn counts against its owner's day: Bedrock's
+/// `usage.totalTokens` when the stream got that far; else an estimate of what
+/// the model read and wrote, unless the turn failed before the model wrote
+/// anything (refused, throttled: nothing was billed). A turn cancelled or cut
+/// off at its deadline before any text is charged its input.
+fn turn_tokens(report: &TurnReport, input_chars: usize) -> u64 {
+    let stats = &report.stats;
+    if let Some(total) = stats.total_tokens {
+        return total;
+    }
+    let failed = match &report.result {
+        Ok(outcome) => outcome.error_type.is_some(),
+        Err(_) => true,
+    };
+    if failed && stats.answer_chars == 0 {
+        return 0;
+    }
+    let answer = usize::try_from(stats.answer_chars).unwrap_or(usize::MAX);
+    estimated_tokens(input_chars.saturating_add(answer))
+}
+
+/// Gives turn `ids`'s in-flight slot back with its `tokens`
+/// ([`Store::release_slot`]); a failure is logged, and the slot then frees
+/// itself when it expires.
+async fn release_slot(state: &State, ids: &TurnIds, tokens: u64) {
+    if let Some(store) = &state.store
+        && let Err(error) = Box::pin(store.release_slot(ids, tokens)).await
+    {
+        warn!(%error, "could not give back the turn's quota slot; it frees itself when it expires");
+    }
+}
+
+/// After a repeated delivery settled: gives the slot back when the turn has
+/// ended (its record finished, or taken over as interrupted), for a slot a
+/// repeated sendPrompt took after the first delivery gave its own back. A
+/// turn still streaming elsewhere gives it back itself.
+async fn release_if_ended(store: &Store, ids: &TurnIds) {
+    match store.read_claim(ids).await {
+        Ok(Some(claim)) if claim.finished => {
+            if let Err(error) = Box::pin(store.release_slot(ids, 0)).await {
+                warn!(%error, "could not give back the turn's quota slot; it frees itself when it expires");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => {
+            warn!(%error, "could not read the turn's claim; its quota slot frees itself when it expires")
+        }
+    }
 }
 
 /// How a turn ended, for its stored answer, when its terminal chunk could not

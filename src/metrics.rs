@@ -32,6 +32,12 @@ pub(crate) struct TurnStats {
     pub publish_retries: u64,
     /// `usage.outputTokens` as Bedrock reported it, if it did.
     pub output_tokens: Option<u64>,
+    /// `usage.totalTokens` (input plus output) as Bedrock reported it, if it
+    /// did: what the turn counts against its owner's daily tokens.
+    pub total_tokens: Option<u64>,
+    /// Characters of answer text in the chunks AppSync accepted: what a turn
+    /// without Bedrock's usage is charged by, with its input.
+    pub answer_chars: u64,
     /// Calls to the conversations table that failed (the turn went on
     /// without them).
     pub store_errors: u64,
@@ -154,6 +160,8 @@ mod tests {
             chunks_published: 21,
             publish_retries: 2,
             output_tokens: Some(480),
+            total_tokens: Some(600),
+            answer_chars: 2_000,
             store_errors: 0,
             store_writes: None,
             store_bytes: None,

@@ -155,30 +155,29 @@ fn every_root_field_has_a_js_resolver_in_the_template() {
             "{field}: {code} is missing"
         );
         let expected = match field.as_str() {
-            "Mutation.sendPrompt" => "!GetAtt ResolverDataSource.Name",
             "Query.listConversations" | "Query.listMessages" | "Query.turnChunks" => {
                 "!GetAtt ConversationsDataSource.Name"
             }
-            "Mutation.deleteConversation" => "PIPELINE",
+            "Mutation.sendPrompt" | "Mutation.deleteConversation" | "Query.myQuota" => "PIPELINE",
             _ => "!GetAtt NoneDataSource.Name",
         };
         assert_eq!(source, expected, "{field}: data source");
     }
+    // deleteConversation's two files, and sendPrompt's three (two of them
+    // configured twice, for the attempt after a lost race).
     let functions = template_functions(&template);
-    assert_eq!(
-        functions.len(),
-        2,
-        "deleteConversation's functions: {functions:?}"
-    );
+    assert_eq!(functions.len(), 5, "pipeline functions: {functions:?}");
     for (code, source) in &functions {
         assert!(
             code.starts_with("resolvers/Function.") && repo().join("infra").join(code).is_file(),
             "{code} is missing or misnamed"
         );
-        assert_eq!(
-            source, "!GetAtt ConversationsDataSource.Name",
-            "{code}: data source"
-        );
+        let expected = if code == "resolvers/Function.invokeTurn.js" {
+            "!GetAtt ResolverDataSource.Name"
+        } else {
+            "!GetAtt ConversationsDataSource.Name"
+        };
+        assert_eq!(source, expected, "{code}: data source");
     }
     let files: BTreeSet<PathBuf> = std::fs::read_dir(repo().join("infra/resolvers"))
         .unwrap()
@@ -259,7 +258,7 @@ fn turns_are_invoked_asynchronously_with_retries() {
         parameter.contains("AllowedValues: [arm64, x86_64]"),
         "{parameter}"
     );
-    let resolver = read("infra/resolvers/Mutation.sendPrompt.js");
+    let resolver = read("infra/resolvers/Function.invokeTurn.js");
     assert!(resolver.contains("invocationType: 'Event'"));
 }
 

@@ -113,6 +113,8 @@ async fn environments_scale_up_to_the_limit_and_retire_when_idle() {
         c.concurrency = LIMIT;
         c.idle_timeout = Duration::from_secs(2);
         c.bedrock.scripted_tokens_per_second = 40.0;
+        // One user's five turns at once: past the default quota of three.
+        c.api_environment = vec![("QUOTA_MAX_TURNS_IN_FLIGHT".into(), "10".into())];
     })
     .await;
     let token = stack.token("alice");
@@ -162,6 +164,8 @@ async fn never_more_environments_than_the_limit() {
     let stack = stack_with(resolver(), |c| {
         c.concurrency = 2;
         c.bedrock.scripted_tokens_per_second = 40.0;
+        // One user's four turns at once: past the default quota of three.
+        c.api_environment = vec![("QUOTA_MAX_TURNS_IN_FLIGHT".into(), "10".into())];
     })
     .await;
     let token = stack.token("alice");

@@ -128,6 +128,9 @@ pub struct StackConfig {
     pub appsync: AppSyncConfig,
     /// Extra environment for the function (e.g. `RUST_LOG`).
     pub function_environment: Vec<(String, String)>,
+    /// `ctx.env` variables over the template's `EnvironmentVariables` (e.g.
+    /// `QUOTA_MAX_TURNS_IN_FLIGHT`), as a deployment's parameters would set them.
+    pub api_environment: Vec<(String, String)>,
     /// The model ids `sendPrompt` accepts.
     pub allowed_models: Vec<String>,
     /// Lambda's retries of a failed asynchronous invocation (the template's
@@ -147,7 +150,9 @@ pub struct StackConfig {
     /// The built web chat (`client-examples/web/dist`), served at `/` of the
     /// HTTPS listener.
     pub web_dir: Option<PathBuf>,
-    /// The local DynamoDB to start beside the stand-ins (`None`: none). Its
+    /// The local DynamoDB to start beside the stand-ins (by default in
+    /// memory; `None`: none, and `sendPrompt`, which keeps quotas in it,
+    /// fails). Its
     /// endpoint and the template's table name reach the function as
     /// `AWS_ENDPOINT_URL_DYNAMODB` and `CONVERSATIONS_TABLE`, and the API's
     /// DynamoDB data sources (the conversations API) run against it. A server
@@ -178,6 +183,7 @@ impl StackConfig {
             bedrock: BedrockConfig::default(),
             appsync: AppSyncConfig::default(),
             function_environment: Vec::new(),
+            api_environment: Vec::new(),
             allowed_models: vec!["smollm2".into(), "scripted".into()],
             max_retry_attempts: settings.max_retry_attempts,
             retry_delay: Duration::from_secs(1),
@@ -185,7 +191,7 @@ impl StackConfig {
             tls: None,
             tls_bind: SocketAddr::from(([127, 0, 0, 1], 4443)),
             web_dir: None,
-            dynamodb: None,
+            dynamodb: Some(dynamodb::DynamoDbConfig::in_memory(state_dir())),
         }
     }
 
@@ -268,7 +274,9 @@ impl Stack {
             .into_iter()
             .filter(|(name, _)| dynamodb.is_some() || name != "CONVERSATIONS_TABLE")
             .collect();
-        let mut extra_environment = config.function_environment;
+        // The config's own variables come last, so they win (a test points
+        // the function at a dead endpoint, a bench turns its table off).
+        let mut extra_environment = Vec::new();
         if let Some(local) = &dynamodb {
             extra_environment.extend([
                 (
@@ -281,6 +289,7 @@ impl Stack {
                 ),
             ]);
         }
+        extra_environment.extend(config.function_environment);
         let lambda = LambdaService::new(LambdaConfig {
             concurrency: config.concurrency,
             timeout: config.function_timeout,
@@ -311,11 +320,13 @@ impl Stack {
                 .with_context(|| format!("could not load the API from {}", dir.display()))?,
             None => ApiDefinition::embedded().context("could not load the compiled-in API")?,
         };
-        // ctx.env: the devstack's own model list replaces the template's default.
-        let env = [(
+        // ctx.env: the devstack's own model list replaces the template's
+        // default, and the config's variables go over both.
+        let env = std::iter::once((
             "ALLOWED_MODEL_IDS".to_owned(),
             config.allowed_models.join(","),
-        )];
+        ))
+        .chain(config.api_environment.clone());
         let mut resolvers = JsResolvers::new(api, lambda.clone(), env);
         // The AMAZON_DYNAMODB data sources (the conversations API) read and
         // delete in the local DynamoDB, with its client (the devstack's region

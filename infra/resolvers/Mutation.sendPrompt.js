@@ -1,14 +1,19 @@
-// Mutation.sendPrompt: client --sendPrompt--> AppSync --Invoke(Event)--> resolver Lambda.
+// Mutation.sendPrompt: client --sendPrompt--> AppSync pipeline:
+//   Function.readQuota (GetItem) -> Function.takeTurnSlot (UpdateItem), each
+//   run again once if another prompt of the same user raced it ->
+//   Function.invokeTurn --Invoke(Event)--> resolver Lambda.
 //
-// Checks the prompt, fills in the turn id and owner, invokes the resolver Lambda
-// asynchronously and answers with the turn at once; the answer itself arrives
-// on onChunk. The devstack runs this file as is, so the local tests hold it to
-// its limits, messages and payload.
+// The before handler (request) checks the prompt and fills in the turn id and
+// owner; the functions enforce the caller's quotas (turns in flight, daily
+// tokens) and start the turn; the after handler (response) answers with the
+// turn at once. The answer itself arrives on onChunk. A refused prompt costs no
+// Lambda invocation and no model call. The devstack runs these files as they
+// are, so the local tests hold them to their limits, messages and payload.
 //
 // APPSYNC_JS runtime: no try/catch/throw, no regex literals, no classic for loops:
 // https://docs.aws.amazon.com/appsync/latest/devguide/supported-features.html
-// Asynchronous Lambda invocation from a JS resolver:
-// https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-lambda-js.html
+// Pipeline resolvers (before handler -> functions -> after handler):
+// https://docs.aws.amazon.com/appsync/latest/devguide/resolver-reference-overview-js.html
 import { util } from '@aws-appsync/utils';
 
 // The limits of sendPrompt; the resolver Lambda enforces the same (src/limits.rs,
@@ -27,9 +32,9 @@ const WHITE_SPACE =
   '\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000';
 
 /**
- * Checks the input and invokes the resolver Lambda with invocationType 'Event'.
+ * Checks the caller and the input before any function runs.
  * @param {import('@aws-appsync/utils').Context} ctx the context
- * @returns {import('@aws-appsync/utils').LambdaRequest} the Invoke request
+ * @returns {*} an empty object, the first function's ctx.prev.result
  */
 export function request(ctx) {
   const owner = ctx.identity?.sub;
@@ -41,35 +46,15 @@ export function request(ctx) {
   validatePrompt(input, allowedModels(ctx.env?.ALLOWED_MODEL_IDS));
 
   const turnId = typeof input.turnId === 'string' ? input.turnId : util.autoId();
+  ctx.stash.input = { ...input, turnId };
   ctx.stash.conversationId = input.conversationId;
   ctx.stash.turnId = turnId;
   ctx.stash.owner = owner;
-
-  return {
-    operation: 'Invoke',
-    invocationType: 'Event',
-    payload: {
-      arguments: { input: { ...input, turnId } },
-      identity: ctx.identity,
-      source: null,
-      // Headers stay out: they carry the caller's token.
-      request: { headers: {}, domainName: ctx.request?.domainName ?? null },
-      prev: null,
-      stash: {},
-      // Without `variables`: they would repeat the whole prompt.
-      info: {
-        fieldName: ctx.info.fieldName,
-        parentTypeName: ctx.info.parentTypeName,
-        variables: {},
-        selectionSetList: ctx.info.selectionSetList,
-        selectionSetGraphQL: ctx.info.selectionSetGraphQL,
-      },
-    },
-  };
+  return {};
 }
 
 /**
- * An asynchronous Invoke has no result; the turn is built from the stash.
+ * The turn, built from the stash: an asynchronous Invoke has no result.
  * @param {import('@aws-appsync/utils').Context} ctx the context
  * @returns {*} the Turn
  */

@@ -9,6 +9,7 @@
 //! | turn claim   | `{sub}#{convId}`  | `TURN#{turnId}`                      |
 //! | message      | `{sub}#{convId}`  | `MSG#{startedAt}#{turnId}#1` (user), `#2` (assistant) |
 //! | chunk        | `{sub}#{convId}`  | `CHUNK#{turnId}#{seq, 10 digits}`    |
+//! | quota        | `{sub}`           | `QUOTA`                              |
 //!
 //! Ids never contain `#` (their alphabet is `A-Z a-z 0-9 - _ . :`), so keys
 //! split unambiguously. `startedAt` is the turn's start in ISO-8601 UTC with
@@ -62,6 +63,12 @@ pub(crate) fn conversation_partition(ids: &TurnIds) -> String {
 /// The key of the conversation item: `({sub}, CONV#{conversationId})`.
 pub(crate) fn conversation_key(ids: &TurnIds) -> Item {
     key(ids.owner.clone(), format!("CONV#{}", ids.conversation_id))
+}
+
+/// The key of `owner`'s quota item: `({sub}, QUOTA)` (its attributes:
+/// `infra/resolvers/Function.readQuota.js`).
+pub(crate) fn quota_key(owner: &str) -> Item {
+    key(owner.to_owned(), "QUOTA".to_owned())
 }
 
 /// The claim's key: `({sub}#{conversationId}, TURN#{turnId})`.

@@ -1,8 +1,9 @@
 //! Place in the data path: handler -> **store** -> model, and turn driver ->
 //! sinks -> **store**. The conversations table in DynamoDB: the claim that
 //! makes a turn run once in whatever execution environment its event lands,
-//! the history sent to the model, the turn's chunks for recovery, and the
-//! messages a client lists. Items and keys: [`items`].
+//! the history sent to the model, the turn's chunks for recovery, the
+//! messages a client lists, and the user's quota, whose in-flight slot every
+//! turn gives back when it ends ([`quota`]). Items and keys: [`items`].
 //!
 //! Lambda delivers an asynchronous event at least once
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html>); a
@@ -20,6 +21,7 @@
 mod claim;
 mod history;
 mod items;
+mod quota;
 mod record;
 mod writer;
 
@@ -39,6 +41,7 @@ pub(crate) use claim::{Claim, ClaimState};
 pub use history::HistoryBudget;
 pub(crate) use history::{HistoryMessage, Role};
 pub(crate) use items::{AnswerEnd, chunk_item};
+pub(crate) use quota::estimated_tokens;
 pub(crate) use record::TurnRecord;
 pub(crate) use writer::{ChunkWriter, WriterReport};
 

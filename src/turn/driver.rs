@@ -125,10 +125,9 @@ impl<S: ChunkSink> Driver<'_, '_, S> {
             debug!(?cause, "stopped reading the model");
         }
         let progress = std::mem::take(&mut self.progress);
-        self.stats.output_tokens = progress
-            .usage
-            .as_ref()
-            .and_then(|u| u64::try_from(u.output_tokens).ok());
+        let usage = progress.usage.as_ref();
+        self.stats.output_tokens = usage.and_then(|u| u64::try_from(u.output_tokens).ok());
+        self.stats.total_tokens = usage.and_then(|u| u64::try_from(u.total_tokens).ok());
         self.ending = Some(progress.ending(cause));
         self.coalescer.finish();
     }
@@ -201,6 +200,10 @@ impl<S: ChunkSink> Driver<'_, '_, S> {
     fn published(&mut self, chunk: Chunk, report: PublishReport) {
         self.coalescer.ack(Instant::now());
         self.count(&report);
+        if report.result.is_ok() {
+            let chars = u64::try_from(chunk.text.chars().count()).unwrap_or(u64::MAX);
+            self.stats.answer_chars = self.stats.answer_chars.saturating_add(chars);
+        }
         if let Err(error) = report.result {
             warn!(seq = chunk.seq, %error, "could not publish chunk; ending the turn");
             self.failed.push((chunk, error));

@@ -322,7 +322,11 @@ async fn resolve(
         .resolvers
         .resolve(request)
         .await
-        .map_err(|e| GraphQlError::typed(&e.error_type, e.message))
+        .map_err(|e| GraphQlError {
+            data: e.data,
+            error_info: e.error_info,
+            ..GraphQlError::typed(&e.error_type, e.message)
+        })
 }
 
 /// Cuts the mutation's result to the mutation's own selection set (keyed by

@@ -51,6 +51,10 @@ pub struct ResolverError {
     pub error_type: String,
     /// The `message`.
     pub message: String,
+    /// The `data`, when given (null is none).
+    pub data: Option<Value>,
+    /// The `errorInfo`, when given (null is none).
+    pub error_info: Option<Value>,
 }
 
 impl ResolverError {
@@ -59,6 +63,8 @@ impl ResolverError {
         Self {
             error_type: error_type.to_owned(),
             message: message.into(),
+            data: None,
+            error_info: None,
         }
     }
 }

@@ -105,10 +105,10 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
 /// temporary directory.
 async fn run_store_bench(config: &BenchConfig, json: bool) -> anyhow::Result<()> {
     let mut dynamodb = super::dynamodb_config(None)?;
-    dynamodb.data_dir =
-        std::env::temp_dir().join(format!("devstack-bench-{}", uuid::Uuid::new_v4()));
+    let data_dir = std::env::temp_dir().join(format!("devstack-bench-{}", uuid::Uuid::new_v4()));
+    dynamodb.data_dir = Some(data_dir.clone());
     let results = run_store(config, &dynamodb, |step| eprintln!("bench: {step}")).await;
-    let _ = std::fs::remove_dir_all(&dynamodb.data_dir);
+    let _ = std::fs::remove_dir_all(&data_dir);
     let results = results?;
     if json {
         println!(

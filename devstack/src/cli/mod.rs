@@ -117,15 +117,11 @@ fn key_path() -> PathBuf {
 
 /// The text of `infra_dir`'s template, else of the built-in copy of `infra/`.
 fn template_text(infra_dir: Option<&Path>) -> anyhow::Result<String> {
-    use crate::appsync::js::template::{EMBEDDED_INFRA, TEMPLATE_FILE};
+    use crate::appsync::js::template::TEMPLATE_FILE;
     match infra_dir {
         Some(dir) => std::fs::read_to_string(dir.join(TEMPLATE_FILE))
             .with_context(|| format!("could not read {}", dir.join(TEMPLATE_FILE).display())),
-        None => EMBEDDED_INFRA
-            .iter()
-            .find(|(path, _)| *path == TEMPLATE_FILE)
-            .map(|(_, text)| (*text).to_owned())
-            .context("the built-in infra/ has no template"),
+        None => Ok(crate::appsync::js::template::embedded_template().to_owned()),
     }
 }
 
@@ -144,7 +140,7 @@ fn apply_template(config: &mut crate::StackConfig, infra_dir: Option<&Path>) -> 
 /// tables of `infra_dir`'s template, else of the built-in copy of `infra/`.
 fn dynamodb_config(infra_dir: Option<&Path>) -> anyhow::Result<crate::dynamodb::DynamoDbConfig> {
     Ok(crate::dynamodb::DynamoDbConfig {
-        data_dir: crate::state_dir().join("dynamodb"),
+        data_dir: Some(crate::state_dir().join("dynamodb")),
         cache_dir: crate::state_dir(),
         template: template_text(infra_dir)?,
     })

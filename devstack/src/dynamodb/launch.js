@@ -4,7 +4,8 @@
 // process takes it. dynalite's own command line turns port 0 into its
 // default, 4567.
 //
-// Arguments: <dynalite index.js> <port, 0 for any> <LevelDB directory>.
+// Arguments: <dynalite index.js> <port, 0 for any> [LevelDB directory; none
+// keeps the tables in memory].
 // Tables are ACTIVE at once, not after DynamoDB's half second.
 const [entry, port, path] = process.argv.slice(1);
 const server = require(entry)({

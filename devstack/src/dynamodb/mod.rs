@@ -35,13 +35,26 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone)]
 pub struct DynamoDbConfig {
     /// The LevelDB directory (created if missing); the same directory on the
-    /// next start brings every table and item back.
-    pub data_dir: PathBuf,
+    /// next start brings every table and item back. `None` keeps everything
+    /// in memory, gone when the server stops (a test's stack).
+    pub data_dir: Option<PathBuf>,
     /// Where dynalite is installed (once per version).
     pub cache_dir: PathBuf,
     /// The text of `infra/template.yaml`, whose `AWS::DynamoDB::Table`
     /// resources are created.
     pub template: String,
+}
+
+impl DynamoDbConfig {
+    /// Tables in memory, those of the compiled-in `infra/template.yaml`,
+    /// dynalite installed under `cache_dir`.
+    pub fn in_memory(cache_dir: PathBuf) -> Self {
+        Self {
+            data_dir: None,
+            cache_dir,
+            template: crate::appsync::js::template::embedded_template().to_owned(),
+        }
+    }
 }
 
 /// Why the local DynamoDB could not start.
@@ -72,14 +85,16 @@ pub struct LocalDynamoDb {
 
 impl LocalDynamoDb {
     /// Installs dynalite if needed, starts it on a free loopback port with
-    /// its data in `config.data_dir`, waits until it answers, and creates the
+    /// its data in `config.data_dir` (or in memory), waits until it answers, and creates the
     /// template's tables that do not exist yet.
     ///
     /// # Errors
     /// [`DynamoDbError`] for each step that fails.
     pub async fn start(config: DynamoDbConfig) -> Result<Self, DynamoDbError> {
         let entry = ensure_installed(&config.cache_dir)?;
-        std::fs::create_dir_all(&config.data_dir)?;
+        if let Some(dir) = &config.data_dir {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut server = Server {
             entry,
             port: 0,
@@ -150,7 +165,7 @@ impl Drop for LocalDynamoDb {
 struct Server {
     entry: PathBuf,
     port: u16,
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
 }
 
 /// The launcher, given to `node -e`.
@@ -163,7 +178,7 @@ impl Server {
             .arg(LAUNCHER)
             .arg(&self.entry)
             .arg(self.port.to_string())
-            .arg(&self.data_dir)
+            .args(&self.data_dir)
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(Stdio::inherit())

@@ -41,7 +41,7 @@ pub fn skip_requested(switch: &str) -> bool {
 /// once under `target/`, the tables of `infra/template.yaml`.
 pub fn dynamodb_config(data_dir: &std::path::Path) -> crate::dynamodb::DynamoDbConfig {
     crate::dynamodb::DynamoDbConfig {
-        data_dir: data_dir.to_owned(),
+        data_dir: Some(data_dir.to_owned()),
         cache_dir: node::repo().join("target/devstack-cache"),
         template: std::fs::read_to_string(node::repo().join("infra/template.yaml"))
             .expect("infra/template.yaml"),
@@ -55,13 +55,18 @@ pub async fn stack(function: FunctionCommand) -> Stack {
 }
 
 /// As [`stack`], with `adjust` changing the configuration before it starts
-/// (logs at `warn` from the function unless `adjust` says otherwise).
+/// (logs at `warn` from the function unless `adjust` says otherwise). The
+/// local DynamoDB keeps its tables in memory unless `adjust` gives it a
+/// directory.
 pub async fn stack_with(function: FunctionCommand, adjust: impl FnOnce(&mut StackConfig)) -> Stack {
     let mut config = StackConfig::new(function);
     config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     config.default_model = "scripted".into();
     config.bedrock.scripted_tokens_per_second = 0.0;
     config.function_environment = vec![("RUST_LOG".into(), "warn".into())];
+    config.dynamodb = Some(crate::dynamodb::DynamoDbConfig::in_memory(
+        node::repo().join("target/devstack-cache"),
+    ));
     adjust(&mut config);
     Stack::start(config).await.expect("the devstack starts")
 }

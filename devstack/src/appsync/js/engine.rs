@@ -134,21 +134,29 @@ pub struct StageOutcome {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct RawError {
     message: Option<String>,
     #[serde(rename = "type")]
     error_type: Option<String>,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    error_info: Value,
 }
 
 impl RawError {
     fn into_error(self) -> ResolverError {
         // AppSync's defaults when util.error gets no type.
-        ResolverError::new(
+        let mut error = ResolverError::new(
             self.error_type
                 .as_deref()
                 .unwrap_or("CustomTemplateException"),
             self.message.unwrap_or_default(),
-        )
+        );
+        error.data = Some(self.data).filter(|v| !v.is_null());
+        error.error_info = Some(self.error_info).filter(|v| !v.is_null());
+        error
     }
 }
 

@@ -39,6 +39,18 @@ pub const EMBEDDED_INFRA: &[(&str, &str)] = &[
         include_str!("../../../../infra/resolvers/Function.findConversationKeys.js"),
     ),
     (
+        "resolvers/Function.invokeTurn.js",
+        include_str!("../../../../infra/resolvers/Function.invokeTurn.js"),
+    ),
+    (
+        "resolvers/Function.readQuota.js",
+        include_str!("../../../../infra/resolvers/Function.readQuota.js"),
+    ),
+    (
+        "resolvers/Function.takeTurnSlot.js",
+        include_str!("../../../../infra/resolvers/Function.takeTurnSlot.js"),
+    ),
+    (
         "resolvers/Mutation.cancelTurn.js",
         include_str!("../../../../infra/resolvers/Mutation.cancelTurn.js"),
     ),
@@ -61,6 +73,10 @@ pub const EMBEDDED_INFRA: &[(&str, &str)] = &[
     (
         "resolvers/Query.listMessages.js",
         include_str!("../../../../infra/resolvers/Query.listMessages.js"),
+    ),
+    (
+        "resolvers/Query.myQuota.js",
+        include_str!("../../../../infra/resolvers/Query.myQuota.js"),
     ),
     (
         "resolvers/Query.ping.js",
@@ -171,6 +187,14 @@ pub struct ResolverDef {
     pub kind: ResolverKind,
     /// Its `request` and `response` handlers (a pipeline's before and after).
     pub code: Code,
+}
+
+/// The text of the compiled-in `infra/template.yaml`.
+pub fn embedded_template() -> &'static str {
+    EMBEDDED_INFRA
+        .iter()
+        .find(|(path, _)| *path == TEMPLATE_FILE)
+        .map_or("", |(_, text)| text)
 }
 
 /// The resolvers and `ctx.env` of one GraphQL API.
@@ -555,18 +579,35 @@ mod tests {
     #[test]
     fn reads_the_projects_resolvers_from_the_template() {
         let api = embedded();
-        let send = api
-            .resolver("Mutation", "sendPrompt")
-            .map(|r| (&r.kind, r.code.path.as_str()));
-        assert_eq!(
-            send,
-            Some((
-                &ResolverKind::Unit {
-                    data_source: DataSourceKind::Lambda
-                },
-                "resolvers/Mutation.sendPrompt.js"
-            ))
+        let table = DataSourceKind::DynamoDb {
+            table: "ConversationsTable".into(),
+        };
+        let steps = |ty: &str, field: &str| -> Vec<(String, DataSourceKind)> {
+            let Some(resolver) = api.resolver(ty, field) else {
+                panic!("no {ty}.{field} resolver");
+            };
+            let ResolverKind::Pipeline { functions } = &resolver.kind else {
+                panic!("{ty}.{field} is not a pipeline");
+            };
+            functions
+                .iter()
+                .map(|f| (f.code.path.clone(), f.data_source.clone()))
+                .collect()
+        };
+        let read = ("resolvers/Function.readQuota.js".to_owned(), table.clone());
+        let take = (
+            "resolvers/Function.takeTurnSlot.js".to_owned(),
+            table.clone(),
         );
+        let invoke = (
+            "resolvers/Function.invokeTurn.js".to_owned(),
+            DataSourceKind::Lambda,
+        );
+        assert_eq!(
+            steps("Mutation", "sendPrompt"),
+            vec![read.clone(), take.clone(), read.clone(), take, invoke]
+        );
+        assert_eq!(steps("Query", "myQuota"), vec![read]);
         for field in ["listConversations", "listMessages", "turnChunks"] {
             let r = api.resolver("Query", field).map(|r| &r.kind);
             assert_eq!(
@@ -579,24 +620,17 @@ mod tests {
                 "Query.{field}"
             );
         }
-        let Some(delete) = api.resolver("Mutation", "deleteConversation") else {
-            panic!("no deleteConversation resolver");
-        };
-        let ResolverKind::Pipeline { functions } = &delete.kind else {
-            panic!("deleteConversation is not a pipeline");
-        };
-        let steps: Vec<_> = functions
-            .iter()
-            .map(|f| (f.code.path.as_str(), f.data_source.clone()))
-            .collect();
-        let table = DataSourceKind::DynamoDb {
-            table: "ConversationsTable".into(),
-        };
         assert_eq!(
-            steps,
+            steps("Mutation", "deleteConversation"),
             vec![
-                ("resolvers/Function.findConversationKeys.js", table.clone()),
-                ("resolvers/Function.deleteConversationKeys.js", table),
+                (
+                    "resolvers/Function.findConversationKeys.js".to_owned(),
+                    table.clone()
+                ),
+                (
+                    "resolvers/Function.deleteConversationKeys.js".to_owned(),
+                    table
+                ),
             ]
         );
         for (ty, field) in [
@@ -615,7 +649,16 @@ mod tests {
                 "{ty}.{field}"
             );
         }
-        assert_eq!(api.resolvers.len(), 10);
+        assert_eq!(api.resolvers.len(), 11);
+        // `!Ref` of Number and String parameters: their defaults.
+        for (name, value) in [
+            ("QUOTA_MAX_TURNS_IN_FLIGHT", "3"),
+            ("QUOTA_DAILY_TOKENS", "200000"),
+            ("QUOTA_GROUPS", "premium:10:2000000"),
+            ("TURN_SLOT_SECONDS", "900"),
+        ] {
+            assert_eq!(api.env.get(name).map(String::as_str), Some(value), "{name}");
+        }
         // `!Ref ConversationsTable`: the local table's name.
         assert_eq!(
             api.env.get("CONVERSATIONS_TABLE").map(String::as_str),

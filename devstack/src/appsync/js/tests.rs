@@ -93,25 +93,70 @@ fn id_message(name: &str) -> String {
     format!("{name} must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'.")
 }
 
-#[tokio::test]
-async fn send_prompt_answers_with_the_turn() {
-    let turn = send(
+/// The before handler of sendPrompt's pipeline on `input`, as alice
+/// (`user-1`): its outcome and the stash it leaves for the functions.
+fn before_send_prompt(input: Value) -> StageOutcome {
+    let resolvers = infra();
+    let Some(def) = resolvers.api().resolver("Mutation", "sendPrompt") else {
+        panic!("no sendPrompt resolver");
+    };
+    let arguments = object(json!({"input": input}));
+    let caller = user();
+    let request = ResolveRequest {
+        parent_type: "Mutation",
+        field: "sendPrompt",
+        arguments: &arguments,
+        caller: &caller,
+        selection_set_list: vec!["turnId".into()],
+    };
+    let carried = Carried {
+        stash: json!({}),
+        args: Value::Object(arguments.clone()),
+        filter: None,
+        appended: Vec::new(),
+    };
+    let ctx = resolvers.context(&request, &carried, &json!({}), None);
+    match engine::run(&def.code.path, &def.code.source, Handler::Request, &ctx) {
+        Ok(stage) => stage,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn send_prompt_fills_in_the_turn_for_its_functions() {
+    let stage = before_send_prompt(
         json!({"conversationId": "c-1", "prompt": "hi", "turnId": "t:1",
         "modelId": "scripted", "maxTokens": 8192, "temperature": 0}),
-    )
-    .await;
-    assert_eq!(
-        turn,
-        Ok(json!({"conversationId": "c-1", "turnId": "t:1", "owner": "user-1"}))
     );
-    let generated = send(json!({"conversationId": "c-1", "prompt": "hi"})).await;
-    let turn_id = generated
-        .as_ref()
-        .ok()
-        .and_then(|t| t["turnId"].as_str())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(uuid::Uuid::parse_str(&turn_id).is_ok(), "{generated:?}");
+    assert_eq!(stage.outcome, Outcome::Returned(json!({})));
+    assert_eq!(stage.stash["turnId"], "t:1");
+    assert_eq!(stage.stash["owner"], "user-1");
+    assert_eq!(stage.stash["conversationId"], "c-1");
+    assert_eq!(stage.stash["input"]["prompt"], "hi");
+
+    let generated = before_send_prompt(json!({"conversationId": "c-1", "prompt": "hi"}));
+    let turn_id = generated.stash["turnId"].as_str().unwrap_or_default();
+    assert!(
+        uuid::Uuid::parse_str(turn_id).is_ok(),
+        "{:?}",
+        generated.stash
+    );
+    assert_eq!(
+        generated.stash["input"]["turnId"], turn_id,
+        "the Lambda gets it too"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_prompt_goes_on_to_the_quota_step() {
+    // Without a local DynamoDB the pipeline stops at readQuota: the checks
+    // of the before handler passed.
+    let result = send(json!({"conversationId": "c-1", "prompt": "hi"})).await;
+    let Err(error) = result else {
+        panic!("no table, no turn: {result:?}");
+    };
+    assert_eq!(error.error_type, "InternalFailure", "{error:?}");
+    assert!(error.message.contains("local DynamoDB"), "{error:?}");
 }
 
 #[tokio::test]
@@ -174,11 +219,8 @@ async fn send_prompt_refuses_each_limit_with_its_validation_message() {
     }
     // 32000 characters of two UTF-16 units each are within the limit.
     let wide = "\u{1F600}".repeat(32_000);
-    assert!(
-        send(json!({"conversationId": "c", "prompt": wide}))
-            .await
-            .is_ok()
-    );
+    let stage = before_send_prompt(json!({"conversationId": "c", "prompt": wide}));
+    assert_eq!(stage.outcome, Outcome::Returned(json!({})));
 }
 
 #[tokio::test]
