@@ -322,9 +322,14 @@ fn turn_tokens(report: &TurnReport, input_chars: usize) -> u64 {
 /// ([`Store::release_slot`]); a failure is logged, and the slot then frees
 /// itself when it expires.
 async fn release_slot(state: &State, ids: &TurnIds, tokens: u64) {
-    if let Some(store) = &state.store
-        && let Err(error) = Box::pin(store.release_slot(ids, tokens)).await
-    {
+    if let Some(store) = &state.store {
+        release(store, ids, tokens).await;
+    }
+}
+
+/// [`Store::release_slot`], a failure logged.
+async fn release(store: &Store, ids: &TurnIds, tokens: u64) {
+    if let Err(error) = Box::pin(store.release_slot(ids, tokens)).await {
         warn!(%error, "could not give back the turn's quota slot; it frees itself when it expires");
     }
 }
@@ -335,11 +340,7 @@ async fn release_slot(state: &State, ids: &TurnIds, tokens: u64) {
 /// turn still streaming elsewhere gives it back itself.
 async fn release_if_ended(store: &Store, ids: &TurnIds) {
     match store.read_claim(ids).await {
-        Ok(Some(claim)) if claim.finished => {
-            if let Err(error) = Box::pin(store.release_slot(ids, 0)).await {
-                warn!(%error, "could not give back the turn's quota slot; it frees itself when it expires");
-            }
-        }
+        Ok(Some(claim)) if claim.finished => release(store, ids, 0).await,
         Ok(_) => {}
         Err(error) => {
             warn!(%error, "could not read the turn's claim; its quota slot frees itself when it expires")

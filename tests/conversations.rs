@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use appsync_client::{CANCEL_TURN, Chunk};
+use appsync_client::Chunk;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use devstack::Stack;
@@ -182,18 +182,8 @@ async fn a_cancelled_turn_keeps_its_partial_text() {
     let mut subscription = subscribe(&client, "conv-c").await;
     let mut outcomes = stack.lambda.outcomes();
     send_prompt(&stack, &token, "conv-c", "turn-1", FIRST, Some(500)).await;
-    let until = tokio::time::Instant::now() + TURN_TIMEOUT;
-    let mut chunks = vec![next_chunk(&mut subscription, until).await];
-    let body = json!({"query": CANCEL_TURN, "variables": {"conversationId": "conv-c", "turnId": "turn-1"}});
-    let (status, _) = post(&stack, &[("authorization", &token)], &body).await;
-    assert_eq!(status, 200);
-    while !chunks.last().is_some_and(|c| c.done) {
-        chunks.push(next_chunk(&mut subscription, until).await);
-    }
-    assert_eq!(
-        chunks.last().and_then(|c| c.stop_reason.as_deref()),
-        Some("cancelled")
-    );
+    let chunks =
+        cancel_after_first_chunk(&stack, &token, &mut subscription, ("conv-c", "turn-1")).await;
     tokio::time::timeout(TURN_TIMEOUT, outcomes.recv())
         .await
         .expect("the invocation ends")

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use appsync_client::{CANCEL_TURN, Chunk};
+use appsync_client::Chunk;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::*;
 use devstack::bedrock::{Fault, StreamException};
@@ -492,18 +492,7 @@ async fn a_cancelled_turn_gives_its_slot_back() {
         mut outcomes,
         ..
     } = start_turn(&stack, &token, ("conv-e", "turn-c"), 500).await;
-    let until = tokio::time::Instant::now() + TURN_TIMEOUT;
-    let mut chunks = vec![next_chunk(&mut subscription, until).await];
-    let cancel = json!({"query": CANCEL_TURN, "variables": {"conversationId": "conv-e", "turnId": "turn-c"}});
-    let (status, _) = post(&stack, &[("authorization", &token)], &cancel).await;
-    assert_eq!(status, 200);
-    while !chunks.last().is_some_and(|c| c.done) {
-        chunks.push(next_chunk(&mut subscription, until).await);
-    }
-    assert_eq!(
-        chunks.last().and_then(|c| c.stop_reason.as_deref()),
-        Some("cancelled")
-    );
+    cancel_after_first_chunk(&stack, &token, &mut subscription, ("conv-e", "turn-c")).await;
     next_outcome(&mut outcomes)
         .await
         .expect("the invocation succeeds");

@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::lambda::FunctionCommand;
 use crate::{Stack, StackConfig};
-use appsync_client::{Chunk, ON_CHUNK, SEND_PROMPT, TurnAssembler, send_prompt_variables};
+use appsync_client::{
+    CANCEL_TURN, Chunk, ON_CHUNK, SEND_PROMPT, TurnAssembler, send_prompt_variables,
+};
 use appsync_client::{RealtimeClient, Subscription};
 use serde_json::{Value, json};
 
@@ -177,6 +179,31 @@ pub async fn collect_turn(subscription: &mut Subscription, turn_id: &str) -> Vec
         assembler.push(chunk);
     }
     received
+}
+
+/// Reads the first chunk on `subscription`, cancels turn `turn_id` of
+/// `conversation_id` as the user of `token` (`cancelTurn`), and reads on to
+/// the terminal chunk, which must say `cancelled`: every chunk received.
+pub async fn cancel_after_first_chunk(
+    stack: &Stack,
+    token: &str,
+    subscription: &mut Subscription,
+    (conversation_id, turn_id): (&str, &str),
+) -> Vec<Chunk> {
+    let until = tokio::time::Instant::now() + TURN_TIMEOUT;
+    let mut chunks = vec![next_chunk(subscription, until).await];
+    let body = json!({"query": CANCEL_TURN,
+        "variables": {"conversationId": conversation_id, "turnId": turn_id}});
+    let (status, _) = post(stack, &[("authorization", token)], &body).await;
+    assert_eq!(status, 200);
+    while !chunks.last().is_some_and(|c| c.done) {
+        chunks.push(next_chunk(subscription, until).await);
+    }
+    assert_eq!(
+        chunks.last().and_then(|c| c.stop_reason.as_deref()),
+        Some("cancelled")
+    );
+    chunks
 }
 
 /// A SigV4-signed `POST /graphql` with the dev IAM credentials.
