@@ -33,12 +33,16 @@ pub(crate) const TEMPERATURE_RANGE: RangeInclusive<f64> = 0.0..=1.0;
 /// always makes progress.
 pub(crate) const MIN_CHUNK_BYTES: usize = 4;
 
-/// Largest chunk bound, in UTF-8 bytes. Even after JSON escaping inflates its
-/// text, a chunk this big stays well under AppSync's 240 KB subscription
-/// message limit, above which a message is silently dropped
-/// (<https://docs.aws.amazon.com/general/latest/gr/appsync.html>). The
+/// Largest chunk bound, in UTF-8 bytes. AppSync drops a subscription message
+/// over 240 KB (245,760 bytes) silently, telling nobody
+/// (<https://docs.aws.amazon.com/general/latest/gr/appsync.html>), and the
+/// message carries the chunk's text JSON-escaped: a control character is
+/// written `\u00XX`, six bytes for one (RFC 8259, section 7). So the bound is
+/// a sixth of the limit, less room for the rest of the message: 40,000 bytes
+/// of the worst text escape to 240,000 bytes, leaving 5,760 for the ids, the
+/// owner, the error and the message's envelope, which need under 2,500. The
 /// `per-delta` strategy splits at this bound.
-pub(crate) const MAX_CHUNK_BYTES: usize = 65_536;
+pub(crate) const MAX_CHUNK_BYTES: usize = 40_000;
 
 /// Bounds of the `MAX_CHUNK_BYTES` setting, in UTF-8 bytes.
 pub(crate) const CHUNK_BYTES_RANGE: RangeInclusive<usize> = MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES;

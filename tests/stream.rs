@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use devstack::bedrock::scripted_answer;
+use devstack::bedrock::{ESCAPES_MARKER, scripted_answer};
 
 #[tokio::test]
 async fn a_subscriber_receives_the_scripted_answer_whole_and_in_order() {
@@ -51,6 +51,47 @@ async fn a_subscriber_receives_the_scripted_answer_whole_and_in_order() {
             .iter()
             .all(|c| c.owner == devstack::cognito::sub_for("alice"))
     );
+    stack.shutdown().await;
+}
+
+/// AppSync drops a subscription message over 240 KB silently, and JSON writes
+/// a control character as six bytes: chunks at the largest bound the settings
+/// allow, of text made only of such characters, still all arrive, whole.
+#[tokio::test]
+async fn the_largest_chunks_of_the_most_escaped_text_are_all_delivered() {
+    let stack = stack_with(resolver(), |c| {
+        c.bedrock.scripted_tokens_per_second = 0.0;
+        c.function_environment.extend([
+            ("MAX_CHUNK_BYTES".to_owned(), "40000".to_owned()),
+            ("COALESCE_STRATEGY".to_owned(), "timer:60000".to_owned()),
+        ]);
+    })
+    .await;
+    let token = stack.token("alice");
+    let client = connect(&stack, &token).await;
+    let mut subscription = subscribe(&client, "conv-escapes").await;
+    send_prompt(
+        &stack,
+        &token,
+        "conv-escapes",
+        "turn-1",
+        ESCAPES_MARKER,
+        Some(8192),
+    )
+    .await;
+
+    let chunks = collect_turn(&mut subscription, "turn-1").await;
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    let (expected, _) = scripted_answer(ESCAPES_MARKER, Some(8192));
+    assert!(text == expected, "the answer arrived changed or incomplete");
+    let sizes: Vec<usize> = chunks.iter().map(|c| c.text.len()).collect();
+    assert!(sizes.iter().all(|&n| n <= 40_000), "{sizes:?}");
+    assert!(
+        sizes.iter().filter(|&&n| n == 40_000).count() >= 2,
+        "chunks at the bound: {sizes:?}"
+    );
+    let last = chunks.last().expect("chunks");
+    assert_eq!(last.stop_reason.as_deref(), Some("end_turn"));
     stack.shutdown().await;
 }
 

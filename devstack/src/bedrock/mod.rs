@@ -42,7 +42,7 @@ pub use model::{
     ChatMessage, Generation, GenerationRequest, ModelId, ModelOutput, Role, StopReason,
 };
 pub use request::RequestError;
-pub use scripted::scripted_answer;
+pub use scripted::{ESCAPES_MARKER, scripted_answer};
 pub use smollm2::SmolLm2Error;
 pub use state::{BedrockConfig, BedrockState};
 pub use stream::Fault;

@@ -8,12 +8,14 @@
 //!
 //! The answer is `You asked: "<first 80 chars of the prompt>". ` followed by
 //! [`PASSAGE`] (or [`MARKDOWN_PASSAGE`] when the prompt starts with
-//! [`MARKDOWN_MARKER`]). It is cut into words (each word carries the whitespace before
+//! [`MARKDOWN_MARKER`], or [`escapes_passage`] when it starts with
+//! [`ESCAPES_MARKER`]). It is cut into words (each word carries the whitespace before
 //! it, so the pieces concatenate to the exact text) and sent as deltas of 1, 2
 //! or 3 words following [`DELTA_PATTERN`]. A word counts as one token, for
 //! `maxTokens` and for `usage`; input tokens are the words of the system
 //! prompt and of every message.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -56,6 +58,40 @@ A chunk as the client receives it:
 
 That is the whole path, end to end.";
 
+/// A prompt whose first word is this is answered with [`escapes_passage`]:
+/// text that JSON inflates the most, for tests of message size limits.
+pub const ESCAPES_MARKER: &str = "/escapes";
+
+/// The control characters JSON writes as six bytes each (`\u00XX`, RFC 8259
+/// section 7): U+0001 to U+001F without the five that have two-byte escapes
+/// (`\b \t \n \f \r`) and U+000B, which is whitespace and would split words.
+const SIX_BYTE_ESCAPES: [char; 25] = [
+    '\u{1}', '\u{2}', '\u{3}', '\u{4}', '\u{5}', '\u{6}', '\u{7}', '\u{e}', '\u{f}', '\u{10}',
+    '\u{11}', '\u{12}', '\u{13}', '\u{14}', '\u{15}', '\u{16}', '\u{17}', '\u{18}', '\u{19}',
+    '\u{1a}', '\u{1b}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}',
+];
+
+/// Words of [`escapes_passage`].
+const ESCAPES_WORDS: usize = 120;
+/// Characters per word of [`escapes_passage`].
+const ESCAPES_WORD_CHARS: usize = 1000;
+
+/// The passage for [`ESCAPES_MARKER`] prompts: 120 words of 1,000 characters
+/// from [`SIX_BYTE_ESCAPES`], one space between words (about 120 KB, which
+/// JSON writes as about 720 KB). Long words keep the spaces, which JSON does
+/// not inflate, under 0.1% of the text.
+pub fn escapes_passage() -> &'static str {
+    static PASSAGE: LazyLock<String> = LazyLock::new(|| {
+        let word = |w: usize| -> String {
+            (0..ESCAPES_WORD_CHARS)
+                .map(|i| SIX_BYTE_ESCAPES[(w + i) % SIX_BYTE_ESCAPES.len()])
+                .collect()
+        };
+        (0..ESCAPES_WORDS).map(word).collect::<Vec<_>>().join(" ")
+    });
+    &PASSAGE
+}
+
 /// Words per delta, repeated: deterministic, between 1 and 3 like a real model.
 pub const DELTA_PATTERN: [usize; 8] = [1, 2, 3, 2, 1, 3, 2, 1];
 
@@ -85,12 +121,13 @@ fn full_text(prompt: &str) -> String {
     )
 }
 
-/// [`MARKDOWN_PASSAGE`] for a prompt starting with [`MARKDOWN_MARKER`], else [`PASSAGE`].
+/// The passage a prompt's first word chooses: [`MARKDOWN_PASSAGE`],
+/// [`escapes_passage`], or else [`PASSAGE`].
 fn passage_for(prompt: &str) -> &'static str {
-    if prompt.split_whitespace().next() == Some(MARKDOWN_MARKER) {
-        MARKDOWN_PASSAGE
-    } else {
-        PASSAGE
+    match prompt.split_whitespace().next() {
+        Some(MARKDOWN_MARKER) => MARKDOWN_PASSAGE,
+        Some(ESCAPES_MARKER) => escapes_passage(),
+        _ => PASSAGE,
     }
 }
 
