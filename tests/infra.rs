@@ -163,10 +163,10 @@ fn every_root_field_has_a_js_resolver_in_the_template() {
         };
         assert_eq!(source, expected, "{field}: data source");
     }
-    // deleteConversation's two files, and sendPrompt's three (two of them
+    // deleteConversation's three files, and sendPrompt's three (two of them
     // configured twice, for the attempt after a lost race).
     let functions = template_functions(&template);
-    assert_eq!(functions.len(), 5, "pipeline functions: {functions:?}");
+    assert_eq!(functions.len(), 6, "pipeline functions: {functions:?}");
     for (code, source) in &functions {
         assert!(
             code.starts_with("resolvers/Function.") && repo().join("infra").join(code).is_file(),

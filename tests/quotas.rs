@@ -3,7 +3,8 @@
 //! --> the local DynamoDB's quota item, then --Invoke(Event)--> the real
 //! `bootstrap`, which gives the turn's slot back when the turn ends.
 //!
-//! Each limit refuses a prompt before any Lambda runs; every kind of ending
+//! Each limit (turns in flight, daily tokens, conversations kept) refuses a
+//! prompt before any Lambda runs; every kind of ending
 //! gives the slot back (done, error, deadline, cancel, a repeated prompt, and
 //! an environment that died, by expiry); `myQuota` shows a user their own use
 //! and nobody else's.
@@ -20,7 +21,10 @@ use devstack::{Stack, StackConfig};
 use serde_json::{Value, json};
 
 const MY_QUOTA: &str = "query { myQuota { turnsInFlight maxTurnsInFlight nextSlotFreeAt \
-    tokensUsedToday dailyTokens tokensResetAt } }";
+    tokensUsedToday dailyTokens tokensResetAt conversations maxConversations } }";
+
+const DELETE: &str = "mutation D($conversationId: ID!) { \
+    deleteConversation(conversationId: $conversationId) { conversationId remaining } }";
 
 /// A stack whose API has these quota variables (ctx.env), as a deployment's
 /// parameters set them.
@@ -393,9 +397,18 @@ async fn my_quota_is_the_callers_own_and_needs_a_user() {
         "the template's default: {mine}"
     );
     assert_eq!(mine["dailyTokens"], 200_000, "{mine}");
+    assert_eq!(
+        (
+            mine["conversations"].clone(),
+            mine["maxConversations"].clone()
+        ),
+        (json!(1), json!(1000)),
+        "{mine}"
+    );
     let bob = stack.token("bob");
     let his = my_quota(&stack, &bob).await;
     assert_eq!(his["tokensUsedToday"], 0, "{his}");
+    assert_eq!(his["conversations"], 0, "{his}");
     assert_eq!(his["turnsInFlight"], 0, "{his}");
     assert!(
         quota_item(&stack, "bob").await.is_none(),
@@ -409,6 +422,151 @@ async fn my_quota_is_the_callers_own_and_needs_a_user() {
     )
     .await;
     assert_eq!(status, 401, "{body}");
+    stack.shutdown().await;
+}
+
+// ---- conversations kept ---------------------------------------------------------
+
+/// Deletes `conversation` as the user of `token` until nothing remains; the
+/// error type when the first call fails.
+async fn delete_conversation(stack: &Stack, token: &str, conversation: &str) -> Option<String> {
+    loop {
+        let (status, body) = post(
+            stack,
+            &[("authorization", token)],
+            &json!({"query": DELETE, "variables": {"conversationId": conversation}}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(error_type) = body["errors"][0]["errorType"].as_str() {
+            return Some(error_type.to_owned());
+        }
+        if body["data"]["deleteConversation"]["remaining"] == false {
+            return None;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_that_would_start_a_conversation_past_the_limit_is_refused() {
+    let stack = stack_with_quotas(&[("QUOTA_MAX_CONVERSATIONS", "2")], |c| {
+        c.bedrock.scripted_tokens_per_second = 400.0;
+    })
+    .await;
+    let token = stack.token("alice");
+    whole_turn(&stack, &token, "conv-1", "turn-1").await;
+    whole_turn(&stack, &token, "conv-2", "turn-1").await;
+    let quota = until_in_flight(&stack, &token, 0).await;
+    assert_eq!(
+        (
+            quota["conversations"].clone(),
+            quota["maxConversations"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+
+    let served = stack.bedrock.requests_served();
+    let mut outcomes = stack.lambda.outcomes();
+    let body = send_prompt(&stack, &token, "conv-3", "turn-1", "A third?", Some(5)).await;
+    let (error_type, error) = refusal(&body);
+    assert_eq!(error_type, "TooManyConversations", "{body}");
+    assert_eq!(
+        error["message"],
+        "You have 2 conversations, the most you can keep. Delete one to start another."
+    );
+    assert_eq!(
+        error["errorInfo"],
+        json!({"limit": 2, "resetAt": null}),
+        "{body}"
+    );
+    assert_nothing_invoked(&stack, &mut outcomes, served).await;
+
+    // A conversation kept takes more turns; bob's conversations are his own.
+    whole_turn(&stack, &token, "conv-1", "turn-2").await;
+    let bob = stack.token("bob");
+    whole_turn(&stack, &bob, "conv-3", "turn-b").await;
+    // Bob cannot delete alice's conversation, nor free her count.
+    assert_eq!(
+        delete_conversation(&stack, &bob, "conv-2").await.as_deref(),
+        Some("NotFound")
+    );
+    assert_eq!(my_quota(&stack, &token).await["conversations"], 2);
+
+    // Deleting one makes room for another; deleting it again is NotFound.
+    assert_eq!(delete_conversation(&stack, &token, "conv-2").await, None);
+    assert_eq!(my_quota(&stack, &token).await["conversations"], 1);
+    whole_turn(&stack, &token, "conv-3", "turn-1").await;
+    assert_eq!(
+        delete_conversation(&stack, &token, "conv-2")
+            .await
+            .as_deref(),
+        Some("NotFound")
+    );
+    assert_eq!(my_quota(&stack, &bob).await["conversations"], 1);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_conversation_counted_but_never_stored_can_be_deleted() {
+    let stack = stack_with_quotas(&[("QUOTA_MAX_CONVERSATIONS", "1")], |_| {}).await;
+    let token = stack.token("alice");
+    // What a conversation whose only turn never wrote anything leaves: its
+    // id in the set, and no items.
+    stack
+        .dynamodb
+        .as_ref()
+        .expect("the local DynamoDB started")
+        .client()
+        .update_item()
+        .table_name(devstack::CONVERSATIONS_TABLE)
+        .key("pk", AttributeValue::S(devstack::cognito::sub_for("alice")))
+        .key("sk", AttributeValue::S("QUOTA".into()))
+        .update_expression("ADD conversations :ghost")
+        .expression_attribute_values(":ghost", AttributeValue::Ss(vec!["conv-ghost".into()]))
+        .send()
+        .await
+        .expect("UpdateItem");
+    let body = send_prompt(&stack, &token, "conv-new", "turn-1", "Hello?", Some(5)).await;
+    assert_eq!(refusal(&body).0, "TooManyConversations", "{body}");
+
+    assert_eq!(
+        delete_conversation(&stack, &token, "conv-ghost").await,
+        None
+    );
+    assert_eq!(my_quota(&stack, &token).await["conversations"], 0);
+    whole_turn(&stack, &token, "conv-new", "turn-1").await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn new_conversations_at_once_never_go_past_the_limit() {
+    let stack = stack_with_quotas(
+        &[
+            ("QUOTA_MAX_CONVERSATIONS", "2"),
+            ("QUOTA_MAX_TURNS_IN_FLIGHT", "10"),
+        ],
+        |c| c.bedrock.scripted_tokens_per_second = 10.0,
+    )
+    .await;
+    let token = stack.token("alice");
+    let conversations: Vec<String> = (0..6).map(|i| format!("conv-{i}")).collect();
+    let sends = conversations
+        .iter()
+        .map(|conversation| send_prompt(&stack, &token, conversation, "turn-1", "Hi?", Some(50)));
+    let bodies = futures_util::future::join_all(sends).await;
+    let accepted = bodies
+        .iter()
+        .filter(|body| body.get("errors").is_none())
+        .count();
+    let kept = quota_item(&stack, "alice")
+        .await
+        .and_then(|item| item.get("conversations").cloned())
+        .and_then(|set| set.as_ss().ok().cloned())
+        .unwrap_or_default();
+    assert!(
+        (1..=2).contains(&accepted) && kept.len() == accepted,
+        "accepted {accepted}, kept {kept:?}: {bodies:?}"
+    );
     stack.shutdown().await;
 }
 

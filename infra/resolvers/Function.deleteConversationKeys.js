@@ -5,9 +5,10 @@
 // (pk = caller's sub, sk = CONV#<conversationId>) in one BatchDeleteItem, in
 // the table named by the API variable CONVERSATIONS_TABLE. When the partition
 // is already empty it deletes only the conversation item, with a DeleteItem,
-// whose result (the deleted item, or null) tells whether there was one:
-// nothing at all to delete is NotFound. Keys DynamoDB left unprocessed keep
-// `remaining` true, so the client's next call deletes them.
+// whose result (the deleted item, or null) tells whether there was one
+// (ctx.stash.deletedNothing when not; Function.forgetConversation decides
+// whether that is NotFound). Keys DynamoDB left unprocessed keep `remaining`
+// true, so the client's next call deletes them.
 //
 // APPSYNC_JS runtime: no try/catch/throw, no regex literals, no classic for loops:
 // https://docs.aws.amazon.com/appsync/latest/devguide/supported-features.html
@@ -56,12 +57,12 @@ export function response(ctx) {
   }
   const conversationId = ctx.args.conversationId;
   if (ctx.stash.conversationOnly) {
-    if (util.isNull(ctx.result)) {
-      util.error('Conversation not found', 'NotFound');
-    }
+    ctx.stash.deletedNothing = util.isNull(ctx.result);
     return { conversationId, remaining: false };
   }
   const unprocessedKeys = ctx.result.unprocessedKeys ?? {};
   const unprocessed = unprocessedKeys[ctx.env.CONVERSATIONS_TABLE] ?? [];
-  return { conversationId, remaining: ctx.stash.remaining === true || unprocessed.length > 0 };
+  const remaining = ctx.stash.remaining === true || unprocessed.length > 0;
+  ctx.stash.remaining = remaining;
+  return { conversationId, remaining };
 }

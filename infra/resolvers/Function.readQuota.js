@@ -11,14 +11,18 @@
 //   quotaDay   the UTC day (YYYY-MM-DD) that tokensUsed counts
 //   tokensUsed input plus output tokens of that day's turns, as Bedrock's
 //              ConverseStream metadata reported them (the Lambda adds them)
-//   expiresAt  TTL: an idle user's item goes two days after their last turn
-// Its sort key is not CONV#..., and it has no updatedAt, so the conversation
-// lists never see it.
+//   conversations  string set of the caller's conversation ids: added by
+//              takeTurnSlot with a conversation's first turn, removed by
+//              deleteConversation once nothing of it is left
+// The item does not expire: it counts conversations that are kept until their
+// user deletes them. Its sort key is not CONV#..., and it has no updatedAt, so
+// the conversation lists never see it.
 //
 // The response puts in ctx.stash.quota what the next steps need: the limits that
 // apply to the caller, the turns in flight, the expired slots, today's tokens,
 // and when each limit frees up. Limits come from ctx.env:
 //   QUOTA_MAX_TURNS_IN_FLIGHT, QUOTA_DAILY_TOKENS  the default limits
+//   QUOTA_MAX_CONVERSATIONS  conversations a user may keep (default 1000)
 //   QUOTA_GROUPS  "group:turns:tokens,..." limits by Cognito group; a user in
 //                 listed groups gets the most generous of theirs, others the default
 //   TURN_SLOT_SECONDS  how long a slot lasts when its turn never ends
@@ -63,6 +67,9 @@ export function response(ctx) {
   }
   const limits = limitsFor(ctx.identity?.groups ?? [], ctx.env ?? {});
   ctx.stash.quota = summarise(ctx.result ?? null, limits, util.time.nowEpochSeconds());
+  const conversationId = ctx.stash.conversationId;
+  ctx.stash.quota.hasConversation =
+    typeof conversationId === 'string' && ctx.stash.quota.conversations.includes(conversationId);
   return ctx.result ?? null;
 }
 
@@ -70,7 +77,7 @@ export function response(ctx) {
  * The limits of a user in `groups`.
  * @param {string[]} groups the caller's Cognito groups
  * @param {*} env ctx.env
- * @returns {{maxTurnsInFlight: number, dailyTokens: number, slotSeconds: number}} the limits
+ * @returns {{maxTurnsInFlight: number, dailyTokens: number, maxConversations: number, slotSeconds: number}} the limits
  */
 function limitsFor(groups, env) {
   let chosen = null;
@@ -83,6 +90,7 @@ function limitsFor(groups, env) {
   return {
     maxTurnsInFlight: chosen?.maxTurnsInFlight ?? whole(env.QUOTA_MAX_TURNS_IN_FLIGHT, 3),
     dailyTokens: chosen?.dailyTokens ?? whole(env.QUOTA_DAILY_TOKENS, 200000),
+    maxConversations: whole(env.QUOTA_MAX_CONVERSATIONS, 1000),
     slotSeconds: whole(env.TURN_SLOT_SECONDS, 900),
   };
 }
@@ -165,6 +173,7 @@ function summarise(item, limits, now) {
   const today = util.time.epochMilliSecondsToISO8601(dayStart * 1000).substring(0, 10);
   const day = typeof item?.quotaDay === 'string' ? item.quotaDay : null;
   const used = typeof item?.tokensUsed === 'number' ? item.tokensUsed : 0;
+  const conversations = Array.isArray(item?.conversations) ? item.conversations : [];
   let firstFree = null;
   for (const slot of live) {
     firstFree = firstFree === null ? slot.until : Math.min(firstFree, slot.until);
@@ -175,6 +184,7 @@ function summarise(item, limits, now) {
     today,
     day,
     hasSlots: slots !== null,
+    conversations,
     live,
     expired,
     tokensUsedToday: day === today ? used : 0,

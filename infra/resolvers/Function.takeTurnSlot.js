@@ -6,10 +6,12 @@
 // conditional update:
 // - TooManyTurns when the caller already has maxTurnsInFlight turns in flight;
 // - QuotaExceeded when today's tokens have reached dailyTokens (a turn started
-//   below the budget may end above it; the next one is refused).
+//   below the budget may end above it; the next one is refused);
+// - TooManyConversations when the prompt would start a new conversation and
+//   the caller already keeps maxConversations.
 // Otherwise it takes the turn's slot (slots.<conversationId>#<turnId> =
-// now + slotSeconds),
-// drops expired slots, and starts a new day's count when the day has changed.
+// now + slotSeconds), adds the conversation to the caller's set, drops expired
+// slots, and starts a new day's count when the day has changed.
 // The condition re-checks on the item as written what readQuota saw, so two
 // prompts at once can never both take the last slot. When another request
 // changed the item in between, the write is refused and the pipeline reads and
@@ -27,9 +29,6 @@
 // util.error(message, errorType, data, errorInfo):
 // https://docs.aws.amazon.com/appsync/latest/devguide/built-in-util-js.html
 import { util, runtime } from '@aws-appsync/utils';
-
-// How long an idle user's quota item is kept (TTL) after their last prompt.
-const KEEP_SECONDS = 2 * 86400;
 
 /**
  * Refuses the prompt, or builds the conditional update that takes its slot.
@@ -50,9 +49,11 @@ export function request(ctx) {
   }
   refuseOverLimit(quota);
 
-  const update = { set: ['expiresAt = :expires'], remove: [], names: {}, values: {} };
+  // The item no longer expires (earlier versions set a TTL on it): it counts
+  // the caller's conversations, which are kept.
+  const update = { set: [], remove: ['#expires'], names: { '#expires': 'expiresAt' }, values: {} };
   const condition = { terms: [], names: {}, values: {} };
-  update.values[':expires'] = quota.now + KEEP_SECONDS;
+  takeConversation(ctx.stash.conversationId, quota, update, condition);
   update.names['#slots'] = 'slots';
   condition.names['#slots'] = 'slots';
   if (quota.hasSlots) {
@@ -100,14 +101,17 @@ export function request(ctx) {
       condition.terms.push('#day = :seenDay');
     }
   }
-  const removal = update.remove.length > 0 ? ` REMOVE ${update.remove.join(', ')}` : '';
   return {
     operation: 'UpdateItem',
     key: util.dynamodb.toMapValues({ pk: ctx.identity.sub, sk: 'QUOTA' }),
     update: {
-      expression: `SET ${update.set.join(', ')}${removal}`,
+      expression: `SET ${update.set.join(', ')} REMOVE ${update.remove.join(', ')} ADD #convs :conv`,
       expressionNames: update.names,
-      expressionValues: util.dynamodb.toMapValues(update.values),
+      // A string set, which toMapValues would write as a list.
+      expressionValues: {
+        ...util.dynamodb.toMapValues(update.values),
+        ':conv': util.dynamodb.toStringSet([ctx.stash.conversationId]),
+      },
     },
     condition: {
       expression: condition.terms.map((term) => `(${term})`).join(' AND '),
@@ -115,6 +119,26 @@ export function request(ctx) {
       expressionValues: util.dynamodb.toMapValues(condition.values),
     },
   };
+}
+
+/**
+ * Adds to the update and its condition what the caller's set of conversations
+ * needs: the conversation joins the set (ADD, with the update), and the
+ * condition re-checks on the item as written that it is already in the set or
+ * that the set has room.
+ * @param {string} conversationId the prompt's conversation
+ * @param {*} quota ctx.stash.quota
+ * @param {*} update the update being built
+ * @param {*} condition the condition being built
+ */
+function takeConversation(conversationId, quota, update, condition) {
+  update.names['#convs'] = 'conversations';
+  condition.names['#convs'] = 'conversations';
+  condition.values[':convId'] = conversationId;
+  condition.values[':maxConvs'] = quota.maxConversations;
+  condition.terms.push(
+    'attribute_not_exists(#convs) OR contains(#convs, :convId) OR size(#convs) < :maxConvs',
+  );
 }
 
 /**
@@ -146,6 +170,15 @@ function refuseOverLimit(quota) {
       'TooManyTurns',
       null,
       { limit: quota.maxTurnsInFlight, resetAt: quota.slotFreeAt },
+    );
+  }
+  if (!quota.hasConversation && quota.conversations.length >= quota.maxConversations) {
+    util.error(
+      `You have ${quota.conversations.length} conversations, the most you can keep. ` +
+        'Delete one to start another.',
+      'TooManyConversations',
+      null,
+      { limit: quota.maxConversations, resetAt: null },
     );
   }
   if (quota.tokensUsedToday >= quota.dailyTokens) {

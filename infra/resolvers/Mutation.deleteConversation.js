@@ -1,13 +1,15 @@
 // Mutation.deleteConversation: client --deleteConversation--> AppSync pipeline:
 //   Function.findConversationKeys (Query) -> Function.deleteConversationKeys
-//   (BatchDeleteItem, or DeleteItem) --> ConversationsTable.
+//   (BatchDeleteItem, or DeleteItem) -> Function.forgetConversation (UpdateItem
+//   of the caller's quota item) --> ConversationsTable.
 //
 // The before handler (request) checks the caller and the id; the functions
 // build every key from ctx.identity.sub, so a caller deletes only their own
 // items. One call deletes up to 24 items of the conversation's partition
 // (messages, stored chunks, turn claims) and the conversation item itself;
-// `remaining` tells the client to call again. A conversation with nothing left
-// at all is NotFound. The after handler (response) returns the last
+// `remaining` tells the client to call again. The call that leaves nothing
+// also takes the conversation out of the caller's count of conversations. A
+// conversation with nothing left at all, stored or counted, is NotFound. The after handler (response) returns the last
 // function's result.
 //
 // APPSYNC_JS runtime: no try/catch/throw, no regex literals, no classic for loops:

@@ -2,8 +2,8 @@
 // (GetItem) --> ConversationsTable, the caller's quota item.
 //
 // The caller's own use and limits, as sendPrompt enforces them: turns in flight
-// (slots not yet expired), today's tokens, the limits of the caller's Cognito
-// groups, and when each frees up. The key is built from ctx.identity.sub, so a
+// (slots not yet expired), today's tokens, the conversations kept, the limits
+// of the caller's Cognito groups, and when each frees up. The key is built from ctx.identity.sub, so a
 // caller sees only their own quota.
 //
 // APPSYNC_JS runtime: https://docs.aws.amazon.com/appsync/latest/devguide/supported-features.html
@@ -36,5 +36,7 @@ export function response(ctx) {
     tokensUsedToday: quota.tokensUsedToday,
     dailyTokens: quota.dailyTokens,
     tokensResetAt: quota.tokensResetAt,
+    conversations: quota.conversations.length,
+    maxConversations: quota.maxConversations,
   };
 }

@@ -39,6 +39,10 @@ pub const EMBEDDED_INFRA: &[(&str, &str)] = &[
         include_str!("../../../../infra/resolvers/Function.findConversationKeys.js"),
     ),
     (
+        "resolvers/Function.forgetConversation.js",
+        include_str!("../../../../infra/resolvers/Function.forgetConversation.js"),
+    ),
+    (
         "resolvers/Function.invokeTurn.js",
         include_str!("../../../../infra/resolvers/Function.invokeTurn.js"),
     ),
@@ -629,8 +633,9 @@ mod tests {
                 ),
                 (
                     "resolvers/Function.deleteConversationKeys.js".to_owned(),
-                    table
+                    table.clone()
                 ),
+                ("resolvers/Function.forgetConversation.js".to_owned(), table),
             ]
         );
         for (ty, field) in [
