@@ -19,6 +19,7 @@ type Item = std::collections::HashMap<String, AttributeValue>;
 
 const FIRST: &str = "What is a delta?";
 const SECOND: &str = "And a chunk?";
+const THIRD: &str = "And a subscriber?";
 
 fn data_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("conversations-{name}-{}", uuid::Uuid::new_v4()))
@@ -109,6 +110,70 @@ async fn a_second_turn_carries_the_first_as_history() {
     );
     stack.shutdown().await;
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// What the model was given for the third of three turns in one
+/// conversation, on a fresh stack whose function has this history budget
+/// (`HISTORY_MAX_MESSAGES`, `HISTORY_MAX_CHARS`).
+async fn third_turns_history(max_messages: usize, max_chars: usize) -> Vec<ChatMessage> {
+    let data = data_dir("budget");
+    let stack = stack_with(resolver(), |c| {
+        c.bedrock.scripted_tokens_per_second = 400.0;
+        c.dynamodb = Some(dynamodb_config(&data));
+        c.function_environment.extend([
+            ("HISTORY_MAX_MESSAGES".to_owned(), max_messages.to_string()),
+            ("HISTORY_MAX_CHARS".to_owned(), max_chars.to_string()),
+        ]);
+    })
+    .await;
+    turn(&stack, "conv-budget", "turn-1", FIRST).await;
+    turn(&stack, "conv-budget", "turn-2", SECOND).await;
+    turn(&stack, "conv-budget", "turn-3", THIRD).await;
+    let given = stack
+        .bedrock
+        .conversations()
+        .pop()
+        .expect("three model calls");
+    stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data);
+    given
+}
+
+/// The second turn, then the third prompt: what fits a budget of one turn.
+fn second_turn_then_third_prompt() -> Vec<ChatMessage> {
+    vec![
+        said(Role::User, SECOND),
+        said(Role::Assistant, &scripted_answer(SECOND, Some(20)).0),
+        said(Role::User, THIRD),
+    ]
+}
+
+/// Characters a turn of `prompt` adds to the history.
+fn turn_chars(prompt: &str) -> usize {
+    prompt.chars().count() + scripted_answer(prompt, Some(20)).0.chars().count()
+}
+
+#[tokio::test]
+async fn history_keeps_the_newest_whole_turns_within_its_message_budget() {
+    // 3 messages: one whole turn (a prompt without its answer is never sent).
+    assert_eq!(
+        third_turns_history(3, 400_000).await,
+        second_turn_then_third_prompt()
+    );
+}
+
+#[tokio::test]
+async fn history_keeps_the_newest_whole_turns_within_its_character_budget() {
+    let both = turn_chars(FIRST) + turn_chars(SECOND);
+    // One character short of both earlier turns: only the newer one fits.
+    assert_eq!(
+        third_turns_history(200, both - 1).await,
+        second_turn_then_third_prompt()
+    );
+    // Exactly both: both are sent, oldest first.
+    let given = third_turns_history(200, both).await;
+    assert_eq!(given.len(), 5, "{given:?}");
+    assert_eq!(given[0], said(Role::User, FIRST));
 }
 
 #[tokio::test]

@@ -5,15 +5,22 @@
 mod common;
 
 use common::*;
+use devstack::Stack;
 
-#[tokio::test]
-async fn the_real_model_streams_a_short_answer() {
+/// A stack whose default model is SmolLM2, loaded before the first prompt.
+async fn smollm2_stack() -> Stack {
     let stack = stack_with(resolver(), |c| c.default_model = "smollm2".into()).await;
     stack
         .bedrock
         .warm("smollm2")
         .await
         .expect("the model loads");
+    stack
+}
+
+#[tokio::test]
+async fn the_real_model_streams_a_short_answer() {
+    let stack = smollm2_stack().await;
     let token = stack.token("alice");
     let client = connect(&stack, &token).await;
     let mut subscription = subscribe(&client, "conv-real").await;
@@ -41,5 +48,40 @@ async fn the_real_model_streams_a_short_answer() {
         last.stop_reason.as_deref(),
         Some("end_turn" | "max_tokens")
     ));
+    stack.shutdown().await;
+}
+
+/// SmolLM2's context window is 8,192 tokens: a prompt whose `maxTokens`
+/// leaves no room for it is refused by the model (Bedrock's
+/// `ValidationException`, as for any model's own limits), and the turn ends
+/// at once with a terminal chunk that says so in words safe to show.
+#[tokio::test]
+async fn max_tokens_past_the_models_context_ends_the_turn_with_a_clear_error() {
+    let stack = smollm2_stack().await;
+    let token = stack.token("alice");
+    let client = connect(&stack, &token).await;
+    let mut subscription = subscribe(&client, "conv-context").await;
+    let body = send_prompt(
+        &stack,
+        &token,
+        "conv-context",
+        "turn-context",
+        "Write a long story.",
+        Some(8192),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "the API allows 8192: {body}");
+    let chunks = collect_turn(&mut subscription, "turn-context").await;
+    assert_eq!(chunks.len(), 1, "{chunks:?}");
+    let last = &chunks[0];
+    assert_eq!(last.stop_reason.as_deref(), Some("error"));
+    assert!(last.text.is_empty(), "{last:?}");
+    let error = last.error.as_ref().expect("an error");
+    assert_eq!(error.error_type, "ValidationException");
+    assert_eq!(
+        error.message,
+        "The model could not accept this request. Try a shorter prompt or different settings."
+    );
+    assert!(!error.retryable);
     stack.shutdown().await;
 }
