@@ -13,6 +13,7 @@
 
 pub mod fanout;
 pub mod measure;
+pub mod soak;
 pub mod store;
 pub mod users;
 

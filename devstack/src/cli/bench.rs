@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::bench::fanout::run_fanout;
+use crate::bench::soak::run_soak;
 use crate::bench::store::run_store;
 use crate::bench::users::run_users;
 use crate::bench::{BenchConfig, Report, STRATEGIES, run};
@@ -54,6 +55,23 @@ pub(super) struct BenchArgs {
     /// and the last subscriber, and chunks lost or duplicated.
     #[arg(long, value_delimiter = ',')]
     fanout: Vec<usize>,
+    /// Instead of the strategies: USERS:MINUTES (e.g. `4:2`), that many users
+    /// in turns for that long while publishes fail and drop, the model
+    /// fails mid-answer and users cancel; chunks lost and memory.
+    #[arg(long, value_parser = parse_soak)]
+    soak: Option<(usize, f64)>,
+}
+
+/// `USERS:MINUTES`, both positive.
+fn parse_soak(s: &str) -> Result<(usize, f64), String> {
+    let err = || format!("expected USERS:MINUTES with both positive, e.g. 4:2; got {s:?}");
+    let (users, minutes) = s.split_once(':').ok_or_else(err)?;
+    let users: usize = users.trim().parse().map_err(|_| err())?;
+    let minutes: f64 = minutes.trim().parse().map_err(|_| err())?;
+    if users == 0 || !(minutes > 0.0 && minutes.is_finite()) {
+        return Err(err());
+    }
+    Ok((users, minutes))
 }
 
 /// Runs the bench with `args` against the resolver binary, then prints the
@@ -88,6 +106,9 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     if !args.fanout.is_empty() {
         return run_fanout_bench(&config, &args.fanout, args.json).await;
+    }
+    if let Some((users, minutes)) = args.soak {
+        return run_soak_bench(&config, users, minutes, args.json).await;
     }
     let report = run(&config, |step| eprintln!("bench: {step}")).await?;
     if args.json {
@@ -179,6 +200,45 @@ async fn run_fanout_bench(
             r.duplicated
         );
     }
+    Ok(())
+}
+
+/// `--soak`: the soak's counts, one per line.
+async fn run_soak_bench(
+    config: &BenchConfig,
+    users: usize,
+    minutes: f64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let r = run_soak(config, users, minutes, |step| eprintln!("bench: {step}")).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r).context("report")?);
+        return Ok(());
+    }
+    println!(
+        "{} users in turns for {} s, 60 tokens a turn (scripted), every 5th turn cancelled\n",
+        r.users, r.seconds
+    );
+    println!(
+        "turns {} (completed {}, failed {}, cancelled {})",
+        r.turns, r.completed, r.failed, r.cancelled
+    );
+    println!(
+        "chunks {} · repeats {} (dropped by clients) · lost {} · conflicting {}",
+        r.chunks, r.repeats, r.lost, r.conflicting
+    );
+    println!(
+        "faults: publishes 429 {} · dropped after effect {} · model exceptions {}",
+        r.injected_429s, r.injected_drops, r.injected_model_exceptions
+    );
+    println!(
+        "memory (RSS MB, after the first tenth -> end): devstack {:.1} -> {:.1} · {} environments {:.1} -> {:.1}",
+        r.devstack_rss_early_mb,
+        r.devstack_rss_end_mb,
+        r.environments,
+        r.workers_rss_early_mb,
+        r.workers_rss_end_mb
+    );
     Ok(())
 }
 
