@@ -40,7 +40,8 @@ pub(crate) const MIN_CHUNK_BYTES: usize = 4;
 /// written `\u00XX`, six bytes for one (RFC 8259, section 7). So the bound is
 /// a sixth of the limit, less room for the rest of the message: 40,000 bytes
 /// of the worst text escape to 240,000 bytes, leaving 5,760 for the ids, the
-/// owner, the error and the message's envelope, which need under 2,500. The
+/// owner, the error and the message's envelope, which need under 4,500 even
+/// at their longest and themselves escaped (a test builds that message). The
 /// `per-delta` strategy splits at this bound.
 pub(crate) const MAX_CHUNK_BYTES: usize = 40_000;
 

@@ -506,6 +506,33 @@ async fn a_prompt_that_would_start_a_conversation_past_the_limit_is_refused() {
     stack.shutdown().await;
 }
 
+/// A delete that finishes while a turn of the conversation still runs takes
+/// it out of the count; the turn's ending, which stores it again, puts it
+/// back, so deleting mid-turn is no way past the limit.
+#[tokio::test]
+async fn a_conversation_deleted_mid_turn_counts_again_when_the_turn_stores_it() {
+    let stack = stack_with_quotas(&[("QUOTA_MAX_CONVERSATIONS", "1")], |c| {
+        c.bedrock.scripted_tokens_per_second = 20.0;
+    })
+    .await;
+    let token = stack.token("alice");
+    let Started {
+        mut subscription,
+        mut outcomes,
+        ..
+    } = start_turn(&stack, &token, ("conv-d", "turn-1"), 40).await;
+    until_in_flight(&stack, &token, 1).await;
+    assert_eq!(delete_conversation(&stack, &token, "conv-d").await, None);
+    assert_eq!(my_quota(&stack, &token).await["conversations"], 0);
+    collect_turn(&mut subscription, "turn-1").await;
+    next_outcome(&mut outcomes).await.expect("the turn ends");
+    let quota = until_in_flight(&stack, &token, 0).await;
+    assert_eq!(quota["conversations"], 1, "{quota}");
+    let body = send_prompt(&stack, &token, "conv-e", "turn-1", "Another?", Some(5)).await;
+    assert_eq!(refusal(&body).0, "TooManyConversations", "{body}");
+    stack.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_conversation_counted_but_never_stored_can_be_deleted() {
     let stack = stack_with_quotas(&[("QUOTA_MAX_CONVERSATIONS", "1")], |_| {}).await;

@@ -25,14 +25,16 @@ async fn faults_lose_no_chunk_and_change_no_text() {
         .expect("the soak runs");
     assert!(result.turns >= 10, "{result:?}");
     assert!(
-        result.injected_429s > 0
-            && result.injected_drops > 0
-            && result.injected_model_exceptions > 0,
+        result.injected_429s > 0 && result.injected_drops > 0 && result.model_exceptions > 0,
         "every kind of fault was injected: {result:?}"
     );
     assert!(
         result.completed > 0 && result.failed > 0 && result.cancelled > 0,
         "every kind of ending happened: {result:?}"
     );
-    assert_eq!((result.lost, result.conflicting), (0, 0), "{result:?}");
+    assert_eq!(
+        (result.lost, result.conflicting, result.refused),
+        (0, 0, 0),
+        "{result:?}"
+    );
 }

@@ -54,12 +54,17 @@ impl Store {
     /// without a quota item (a turn not started through `sendPrompt`'s
     /// pipeline) is left without one.
     ///
+    /// The same write puts the turn's conversation back in its owner's set of
+    /// conversations (`sendPrompt`'s pipeline added it when the turn began):
+    /// a `deleteConversation` that finished while the turn ran took it out,
+    /// and the turn's record, written next, brings the conversation back.
+    ///
     /// # Errors
     /// [`StoreError`] when a write fails for any reason but its condition.
     pub(crate) async fn release_slot(&self, ids: &TurnIds, tokens: u64) -> Result<(), StoreError> {
         if tokens == 0 {
             return self
-                .update_quota(ids, "REMOVE #slots.#turn", None)
+                .update_quota(ids, "REMOVE #slots.#turn ADD #convs :conv", None)
                 .await
                 .map(|_| ());
         }
@@ -67,7 +72,7 @@ impl Store {
         let same_day = self
             .update_quota(
                 ids,
-                "REMOVE #slots.#turn ADD #used :used",
+                "REMOVE #slots.#turn ADD #used :used, #convs :conv",
                 Some(("#day = :today", &today, tokens)),
             )
             .await?;
@@ -76,7 +81,7 @@ impl Store {
         }
         self.update_quota(
             ids,
-            "REMOVE #slots.#turn SET #day = :today, #used = :used",
+            "REMOVE #slots.#turn SET #day = :today, #used = :used ADD #convs :conv",
             Some(("#day <> :today", &today, tokens)),
         )
         .await
@@ -99,7 +104,12 @@ impl Store {
             .set_key(Some(quota_key(&ids.owner)))
             .update_expression(expression)
             .expression_attribute_names("#slots", "slots")
-            .expression_attribute_names("#turn", slot_key(ids));
+            .expression_attribute_names("#turn", slot_key(ids))
+            .expression_attribute_names("#convs", "conversations")
+            .expression_attribute_values(
+                ":conv",
+                AttributeValue::Ss(vec![ids.conversation_id.clone()]),
+            );
         let Some((condition, today, tokens)) = day else {
             update = update.condition_expression("attribute_exists(#slots)");
             return self.sent(update).await;

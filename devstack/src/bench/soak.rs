@@ -9,7 +9,8 @@
 //! AppSync -> Lambda -> Bedrock (scripted, faults) -> coalescer -> publisher
 //! (faults) -> AppSync -> subscribers.
 //!
-//! Each turn is judged by what its subscriber received, with repeats of a
+//! Each turn is judged at the end of the run by everything its subscriber
+//! received (late repeats of an earlier turn included), with repeats of a
 //! `seq` dropped as a client drops them (a publish whose answer was lost is
 //! sent again, and AppSync delivers both):
 //! - **lost**: a `seq` missing before the terminal chunk, or no terminal chunk;
@@ -17,7 +18,7 @@
 //!   the start of the model's answer (the whole of it, for a turn that ended
 //!   normally).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,13 @@ const CANCEL_EVERY: u64 = 5;
 const FAULT_EVERY: Duration = Duration::from_millis(400);
 /// How long a turn may take before it counts as lost.
 const TURN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Turns a user has finished before the oldest is judged: late repeats of a
+/// turn come within milliseconds, well before.
+const JUDGE_LAG: usize = 3;
+/// How long each user keeps reading after their last turn, for late repeats.
+const DRAIN: Duration = Duration::from_secs(1);
+/// The error type of a turn ended by the injected model exception.
+const INJECTED_ERROR_TYPE: &str = "ModelStreamError";
 
 /// The soak's counts.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -53,10 +61,15 @@ pub struct SoakResult {
     pub seconds: u64,
     /// Turns sent and judged.
     pub turns: u64,
+    /// Prompts `sendPrompt` refused (not judged; a quota slot still held by
+    /// a turn that never ended would do it).
+    pub refused: u64,
     /// Turns that ended normally (`end_turn`, `max_tokens`).
     pub completed: u64,
     /// Turns that ended with an error chunk (model exception, delivery).
     pub failed: u64,
+    /// Of those, turns ended by the injected model exception.
+    pub model_exceptions: u64,
     /// Turns that ended `cancelled`.
     pub cancelled: u64,
     /// Chunks received, repeats included.
@@ -72,8 +85,9 @@ pub struct SoakResult {
     pub injected_429s: u64,
     /// Publishes whose connection dropped after they took effect.
     pub injected_drops: u64,
-    /// Model streams ended by an exception.
-    pub injected_model_exceptions: u64,
+    /// Moments (of a quarter of the fault interval) in which every model
+    /// stream that started ended with an exception after 3 deltas.
+    pub model_fault_windows: u64,
     /// The devstack's resident memory after the first tenth of the run, in MB.
     pub devstack_rss_early_mb: f64,
     /// The devstack's resident memory at the end, in MB.
@@ -91,6 +105,7 @@ pub struct SoakResult {
 #[derive(Default)]
 struct Judged {
     ending: Ending,
+    injected: bool,
     chunks: u64,
     repeats: u64,
     lost: u64,
@@ -130,7 +145,7 @@ pub async fn run_soak(
         })
     };
     let runs = (0..users).map(|user| user_turns(&stack, format!("soak-{user}"), until));
-    let judged = futures_util::future::try_join_all(runs).await?;
+    let runs = futures_util::future::try_join_all(runs).await?;
     let _ = faults.await;
     let (devstack_early, workers_early) = early.await.context("memory sample")?;
     let (devstack_end, workers_end) = memory(&stack);
@@ -144,11 +159,14 @@ pub async fn run_soak(
         environments: stack.lambda.worker_pids().len(),
         injected_429s: injected.status_429.load(Ordering::Relaxed),
         injected_drops: injected.drops.load(Ordering::Relaxed),
-        injected_model_exceptions: injected.model_exceptions.load(Ordering::Relaxed),
+        model_fault_windows: injected.model_windows.load(Ordering::Relaxed),
         ..SoakResult::default()
     };
-    for turn in judged.into_iter().flatten() {
-        add(&mut result, &turn);
+    for (judged, refused) in runs {
+        result.refused += refused;
+        for turn in &judged {
+            add(&mut result, turn);
+        }
     }
     if let Ok(stack) = Arc::try_unwrap(stack) {
         stack.shutdown().await;
@@ -162,6 +180,7 @@ fn add(result: &mut SoakResult, turn: &Judged) {
     result.repeats += turn.repeats;
     result.lost += turn.lost;
     result.conflicting += turn.conflicting;
+    result.model_exceptions += u64::from(turn.injected);
     match turn.ending {
         Ending::Completed => result.completed += 1,
         Ending::Failed => result.failed += 1,
@@ -187,7 +206,7 @@ async fn start_stack(config: &BenchConfig, users: usize) -> anyhow::Result<Stack
 struct Injected {
     status_429: AtomicU64,
     drops: AtomicU64,
-    model_exceptions: AtomicU64,
+    model_windows: AtomicU64,
 }
 
 /// Until `until`, every [`FAULT_EVERY`] one fault in turn: the next publish
@@ -214,7 +233,6 @@ async fn inject_faults(stack: Arc<Stack>, injected: Arc<Injected>, until: Instan
                 injected.drops.fetch_add(1, Ordering::Relaxed);
             }
             _ => {
-                let before = stack.bedrock.requests_served();
                 stack.bedrock.set_fault(Some(Fault::Exception {
                     after_deltas: 3,
                     exception: StreamException::ModelStreamError,
@@ -222,8 +240,7 @@ async fn inject_faults(stack: Arc<Stack>, injected: Arc<Injected>, until: Instan
                 }));
                 tokio::time::sleep(FAULT_EVERY / 4).await;
                 stack.bedrock.set_fault(None);
-                let hit = stack.bedrock.requests_served().saturating_sub(before);
-                injected.model_exceptions.fetch_add(hit, Ordering::Relaxed);
+                injected.model_windows.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -238,8 +255,13 @@ fn memory(stack: &Stack) -> (f64, f64) {
     (mb(std::process::id()), workers)
 }
 
-/// One user's turns, one after another, until `until`.
-async fn user_turns(stack: &Stack, user: String, until: Instant) -> anyhow::Result<Vec<Judged>> {
+/// One user's turns, one after another, until `until`: each judged, and the
+/// prompts refused.
+async fn user_turns(
+    stack: &Stack,
+    user: String,
+    until: Instant,
+) -> anyhow::Result<(Vec<Judged>, u64)> {
     let http = reqwest::Client::new();
     let token = stack.token(&user);
     let client = stack.connect_as(&token).await.context("connect")?;
@@ -251,7 +273,10 @@ async fn user_turns(stack: &Stack, user: String, until: Instant) -> anyhow::Resu
         )
         .await
         .context("subscribe")?;
+    let mut received: HashMap<String, Vec<Chunk>> = HashMap::new();
+    let mut answers = std::collections::VecDeque::new();
     let mut judged = Vec::new();
+    let mut refused = 0;
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
@@ -264,48 +289,94 @@ async fn user_turns(stack: &Stack, user: String, until: Instant) -> anyhow::Resu
             None,
             Some(TOKENS),
         );
-        appsync_client::send_prompt(&http, &stack.graphql_url(), &token, variables)
-            .await
-            .context("sendPrompt")?;
-        let cancel = n
-            .is_multiple_of(CANCEL_EVERY)
-            .then_some((&http, &conversation));
-        let chunks = receive_turn(stack, &token, &mut subscription, &turn, cancel).await;
-        judged.push(judge(&chunks, &scripted_answer(&prompt, Some(TOKENS)).0));
+        let url = stack.graphql_url();
+        let sent = appsync_client::send_prompt(&http, &url, &token, variables).await;
+        if sent.is_err() {
+            refused += 1;
+            tokio::time::sleep(FAULT_EVERY).await;
+            continue;
+        }
+        let cancel = n.is_multiple_of(CANCEL_EVERY).then(|| Cancel {
+            http: &http,
+            url: stack.graphql_url(),
+            token: &token,
+            conversation: &conversation,
+        });
+        let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
+        receive(
+            &mut subscription,
+            &mut received,
+            deadline,
+            Some((&turn, cancel)),
+        )
+        .await;
+        answers.push_back((turn, scripted_answer(&prompt, Some(TOKENS)).0));
+        // Judged a few turns late, so late repeats count, and dropped then,
+        // so the bench's own memory (in the devstack's process) stays flat.
+        while answers.len() > JUDGE_LAG {
+            judge_oldest(&mut answers, &mut received, &mut judged);
+        }
     }
-    Ok(judged)
+    let drained = tokio::time::Instant::now() + DRAIN;
+    receive(&mut subscription, &mut received, drained, None).await;
+    while !answers.is_empty() {
+        judge_oldest(&mut answers, &mut received, &mut judged);
+    }
+    Ok((judged, refused))
 }
 
-/// The chunks of `turn` up to its terminal chunk (or the timeout); with
-/// `cancel`, the turn is cancelled after its first chunk.
-async fn receive_turn(
-    stack: &Stack,
-    token: &str,
+/// Judges the oldest turn not yet judged, and forgets its chunks.
+fn judge_oldest(
+    answers: &mut std::collections::VecDeque<(String, String)>,
+    received: &mut HashMap<String, Vec<Chunk>>,
+    judged: &mut Vec<Judged>,
+) {
+    if let Some((turn, answer)) = answers.pop_front() {
+        let chunks = received.remove(&turn).unwrap_or_default();
+        judged.push(judge(&chunks, &answer));
+    }
+}
+
+/// A cancel to send after a turn's first chunk.
+struct Cancel<'a> {
+    http: &'a reqwest::Client,
+    url: String,
+    token: &'a str,
+    conversation: &'a str,
+}
+
+/// Reads chunks into `received` by turn until `deadline`, or, with `until`,
+/// until that turn's terminal chunk (cancelling it after its first chunk when
+/// asked).
+async fn receive(
     subscription: &mut appsync_client::Subscription,
-    turn: &str,
-    mut cancel: Option<(&reqwest::Client, &String)>,
-) -> Vec<Chunk> {
-    let deadline = tokio::time::Instant::now() + TURN_TIMEOUT;
-    let mut chunks = Vec::new();
+    received: &mut HashMap<String, Vec<Chunk>>,
+    deadline: tokio::time::Instant,
+    mut until: Option<(&str, Option<Cancel<'_>>)>,
+) {
     loop {
         let next = tokio::time::timeout_at(deadline, subscription.next()).await;
         let Ok(Some(Ok(payload))) = next else {
-            return chunks;
+            return;
         };
         let Some(chunk) = appsync_client::chunk_from_payload(&payload) else {
             continue;
         };
-        if chunk.turn_id != turn {
+        let ends = chunk.done;
+        let turn = chunk.turn_id.clone();
+        received.entry(turn.clone()).or_default().push(chunk);
+        let Some((awaited, cancel)) = until.as_mut() else {
+            continue;
+        };
+        if turn != *awaited {
             continue;
         }
-        if let Some((http, conversation)) = cancel.take() {
-            let url = stack.graphql_url();
-            let _ = appsync_client::cancel_turn(http, &url, token, conversation, turn).await;
+        if let Some(c) = cancel.take() {
+            let _ =
+                appsync_client::cancel_turn(c.http, &c.url, c.token, c.conversation, awaited).await;
         }
-        let done = chunk.done;
-        chunks.push(chunk);
-        if done {
-            return chunks;
+        if ends {
+            return;
         }
     }
 }
@@ -327,9 +398,15 @@ fn judge(chunks: &[Chunk], answer: &str) -> Judged {
         }
     }
     let Some(terminal) = by_seq.values().find(|c| c.done).copied() else {
-        judged.lost = (by_seq.len() as u64).max(1);
+        // The terminal chunk, and any gap before the last chunk that came.
+        let last = by_seq.keys().next_back().copied().unwrap_or(-1);
+        judged.lost = 1 + (0..=last).filter(|seq| !by_seq.contains_key(seq)).count() as u64;
         return judged;
     };
+    judged.injected = terminal
+        .error
+        .as_ref()
+        .is_some_and(|e| e.error_type == INJECTED_ERROR_TYPE);
     judged.lost = (0..=terminal.seq)
         .filter(|seq| !by_seq.contains_key(seq))
         .count() as u64;

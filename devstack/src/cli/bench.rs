@@ -64,11 +64,16 @@ pub(super) struct BenchArgs {
 
 /// `USERS:MINUTES`, both positive.
 fn parse_soak(s: &str) -> Result<(usize, f64), String> {
-    let err = || format!("expected USERS:MINUTES with both positive, e.g. 4:2; got {s:?}");
+    let err = || {
+        format!(
+            "expected USERS:MINUTES, users positive, minutes above 0 and at most 1440, e.g. 4:2; got {s:?}"
+        )
+    };
     let (users, minutes) = s.split_once(':').ok_or_else(err)?;
     let users: usize = users.trim().parse().map_err(|_| err())?;
     let minutes: f64 = minutes.trim().parse().map_err(|_| err())?;
-    if users == 0 || !(minutes > 0.0 && minutes.is_finite()) {
+    // At most a day: a longer run is no soak of a loopback stack.
+    if users == 0 || !(minutes > 0.0 && minutes <= 24.0 * 60.0) {
         return Err(err());
     }
     Ok((users, minutes))
@@ -220,16 +225,16 @@ async fn run_soak_bench(
         r.users, r.seconds
     );
     println!(
-        "turns {} (completed {}, failed {}, cancelled {})",
-        r.turns, r.completed, r.failed, r.cancelled
+        "turns {} (completed {}, failed {} of which {} by the injected model exception, cancelled {}) · prompts refused {}",
+        r.turns, r.completed, r.failed, r.model_exceptions, r.cancelled, r.refused
     );
     println!(
         "chunks {} · repeats {} (dropped by clients) · lost {} · conflicting {}",
         r.chunks, r.repeats, r.lost, r.conflicting
     );
     println!(
-        "faults: publishes 429 {} · dropped after effect {} · model exceptions {}",
-        r.injected_429s, r.injected_drops, r.injected_model_exceptions
+        "faults: publishes 429 {} · dropped after effect {} · model exception windows {}",
+        r.injected_429s, r.injected_drops, r.model_fault_windows
     );
     println!(
         "memory (RSS MB, after the first tenth -> end): devstack {:.1} -> {:.1} · {} environments {:.1} -> {:.1}",
