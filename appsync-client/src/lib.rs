@@ -19,7 +19,9 @@
 //!   resolver publishes and every client receives.
 //! - [`endpoint`]: the real-time URL of an API, from its GraphQL URL.
 //! - [`realtime`]: AppSync's real-time WebSocket protocol (`graphql-ws`):
-//!   connect, subscribe, keep-alive, stop, with Cognito, IAM or API key auth.
+//!   connect, subscribe, keep-alive, stop, with Cognito, IAM or API key auth;
+//!   [`RealtimeSocket`] is the same handshake on a socket its owner reads
+//!   frame by frame.
 //! - [`assembler`]: the last hop, chunks in `seq` order, repeats dropped, done
 //!   at the terminal chunk; it tells the `afterSeq` to recover from and
 //!   whether a gap is pending.
@@ -57,7 +59,9 @@ pub use history::{Conversation, Message, list_conversations, list_messages};
 pub use mutation::{MutationError, cancel_turn, send_prompt, send_prompt_variables};
 /// Why a query failed, with AppSync's first error (`errorType`, `message`).
 pub use query::{GraphQlError, QueryError};
-pub use realtime::{HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, Subscription};
+pub use realtime::{
+    HeaderTransport, RealtimeAuth, RealtimeClient, RealtimeError, RealtimeSocket, Subscription,
+};
 /// The stored chunks of a turn after a `seq`, for a subscriber that missed some.
 pub use recovery::turn_chunks;
 pub use sigv4::{CredentialsCache, CredentialsError, SignError, sign_graphql_post, sign_headers};

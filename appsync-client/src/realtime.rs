@@ -13,15 +13,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::sigv4::{SIGNING_NAME, SignError, sign_headers};
+
+mod socket;
+
+pub use socket::RealtimeSocket;
+use socket::{Socket, start_message};
+/// A text frame as read: cheap to clone and keep, derefs to `str`.
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// How a client proves who it is, per AppSync auth mode.
 #[derive(Clone, Debug)]
@@ -144,64 +148,13 @@ impl RealtimeClient {
         auth: RealtimeAuth,
         transport: HeaderTransport,
     ) -> Result<Self, RealtimeError> {
-        let api_host = host_of(graphql_url)?;
-        let header = header_object(&auth, &api_host, "/graphql/connect", "{}")?;
-        let encoded = serde_json::to_vec(&header).unwrap_or_default();
-        let (url, protocols) = match transport {
-            HeaderTransport::Subprotocol => (
-                realtime_url.to_owned(),
-                format!("graphql-ws, header-{}", URL_SAFE_NO_PAD.encode(&encoded)),
-            ),
-            HeaderTransport::QueryString => (
-                format!(
-                    "{realtime_url}?header={}&payload=e30=",
-                    STANDARD.encode(&encoded)
-                ),
-                "graphql-ws".to_owned(),
-            ),
-        };
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| RealtimeError::Url(e.to_string()))?;
-        let protocols = protocols
-            .parse()
-            .map_err(|_| RealtimeError::Url("unencodable header object".into()))?;
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", protocols);
-        let (socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| RealtimeError::Connect(e.to_string()))?;
-        let (mut sink, mut stream) = socket.split();
-        sink.send(Message::Text(
-            json!({"type": "connection_init"}).to_string().into(),
-        ))
-        .await
-        .map_err(|e| RealtimeError::Connect(e.to_string()))?;
-        let timeout_ms = loop {
-            let Some(Ok(message)) = stream.next().await else {
-                return Err(RealtimeError::Closed);
-            };
-            let Some(msg) = parse(&message) else { continue };
-            match msg.get("type").and_then(Value::as_str) {
-                Some("connection_ack") => {
-                    break msg
-                        .pointer("/payload/connectionTimeoutMs")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(300_000);
-                }
-                Some("connection_error") => {
-                    let errors = msg
-                        .pointer("/payload/errors")
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    return Err(RealtimeError::ConnectionRefused(errors));
-                }
-                _ => {}
-            }
-        };
-        let connection_timeout = Duration::from_millis(timeout_ms);
+        let RealtimeSocket {
+            socket,
+            api_host,
+            auth,
+            connection_timeout,
+        } = RealtimeSocket::open(realtime_url, graphql_url, auth, transport).await?;
+        let (sink, stream) = socket.split();
         let (commands, command_rx) = mpsc::unbounded_channel();
         tokio::spawn(run_connection(sink, stream, command_rx, connection_timeout));
         Ok(Self {
@@ -241,13 +194,7 @@ impl RealtimeClient {
         auth: &RealtimeAuth,
     ) -> Result<Subscription, RealtimeError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let data = json!({"query": query, "variables": variables}).to_string();
-        let authorization = header_object(auth, &self.api_host, "/graphql", &data)?;
-        let message = json!({
-            "id": id, "type": "start",
-            "payload": {"data": data, "extensions": {"authorization": authorization}}
-        })
-        .to_string();
+        let message = start_message(auth, &self.api_host, &id, query, variables)?;
         let (events_tx, events) = mpsc::unbounded_channel();
         self.commands
             .send(Command::Start {
@@ -357,13 +304,8 @@ impl Drop for Subscription {
     }
 }
 
-type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    Message,
->;
-type Stream = futures_util::stream::SplitStream<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
->;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+type Stream = futures_util::stream::SplitStream<Socket>;
 
 /// Owns the socket: routes server messages to subscriptions, sends commands,
 /// and gives up when no `ka` (or anything else) arrives within the timeout.

@@ -42,6 +42,13 @@ const SUBPROTOCOL: &str = "graphql-ws";
 /// (not documented by AWS; see [`register`]).
 pub const INVALID_FILTER: &str = "InvalidSubscriptionFilter";
 
+/// Bytes a socket read may fill at once. tungstenite zeroes this much of its
+/// buffer before every read, data or not (its default is 128 KiB): with a
+/// thousand connections woken per published chunk, that zeroing was the
+/// largest cost of a fan-out. Clients send little (`start`, `stop`), so a
+/// small buffer costs nothing; a larger message takes more reads.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// `GET /graphql` and `GET /graphql/realtime` with an upgrade: authenticates
 /// the connect header object, then serves the socket. A refused or
 /// non-`graphql-ws` client is still upgraded and told why with
@@ -79,6 +86,7 @@ pub async fn upgrade(
         offered.first().cloned().unwrap_or_default()
     };
     ws.protocols([echoed])
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| connection(socket, appsync, speaks_protocol, connect, ip))
 }
 
