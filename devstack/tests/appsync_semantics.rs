@@ -143,6 +143,14 @@ fn publish_selecting(selection: &str, input: Value) -> Value {
     })
 }
 
+async fn next_data(subscription: &mut appsync_client::Subscription) -> Value {
+    tokio::time::timeout(Duration::from_secs(5), subscription.next())
+        .await
+        .expect("delivered in time")
+        .expect("open")
+        .expect("data")
+}
+
 async fn nothing_arrives(subscription: &mut appsync_client::Subscription) {
     let got = tokio::time::timeout(QUIET, subscription.next()).await;
     assert!(got.is_err(), "expected nothing, got {got:?}");
@@ -288,6 +296,51 @@ async fn a_subscriber_asking_for_an_unpublished_non_null_field_gets_null_and_the
         "Cannot return null for non-nullable type: 'String' within parent 'Chunk' (/onChunk/text)"
     );
     assert_eq!(payload["errors"][0]["path"], json!(["onChunk", "text"]));
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn subscribers_sharing_a_connection_get_their_own_selection_and_filter() {
+    // A publish decides and completes once per audience (filters, selection,
+    // auth): subscriptions that differ in any of them must not share.
+    let stack = stack(resolver()).await;
+    let token = stack.token("alice");
+    let owner = devstack::cognito::sub_for("alice");
+    let client = connect(&stack, &token).await;
+    let selecting = |selection: &str| {
+        format!("subscription S($c: ID!) {{ onChunk(conversationId: $c) {{ {selection} }} }}")
+    };
+    let mut both = client
+        .subscribe(&selecting("seq text"), json!({"c": "conv-a"}))
+        .await
+        .expect("subscribed");
+    let mut seq_only = client
+        .subscribe(&selecting("seq"), json!({"c": "conv-a"}))
+        .await
+        .expect("subscribed");
+    let mut same_as_both = client
+        .subscribe(&selecting("seq text"), json!({"c": "conv-a"}))
+        .await
+        .expect("subscribed");
+    let mut other_conversation = client
+        .subscribe(&selecting("seq text"), json!({"c": "conv-b"}))
+        .await
+        .expect("subscribed");
+    let all = "conversationId turnId owner seq text done";
+    let (status, body) = publish(
+        &stack,
+        &publish_selecting(all, chunk_input("conv-a", &owner, 0, "hello")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let expected = json!({"onChunk": {"seq": 0, "text": "hello"}});
+    assert_eq!(next_data(&mut both).await["data"], expected);
+    assert_eq!(next_data(&mut same_as_both).await["data"], expected);
+    assert_eq!(
+        next_data(&mut seq_only).await["data"],
+        json!({"onChunk": {"seq": 0}})
+    );
+    nothing_arrives(&mut other_conversation).await;
     stack.shutdown().await;
 }
 

@@ -63,7 +63,23 @@ pub enum RegisterError {
 /// Every active subscription of the API.
 #[derive(Default)]
 pub struct PubSub {
-    subscriptions: Mutex<HashMap<(u64, String), Subscription>>,
+    registry: Mutex<Registry>,
+}
+
+/// The subscriptions, each tagged with its audience: subscriptions with the
+/// same audience get the same messages, so a publish decides and completes
+/// once per audience, not once per subscriber.
+#[derive(Default)]
+struct Registry {
+    subscriptions: HashMap<(u64, String), Registered>,
+    /// The audience the next subscription with a new one gets.
+    next_audience: u64,
+}
+
+/// A subscription and its audience.
+struct Registered {
+    sub: Subscription,
+    audience: u64,
 }
 
 impl PubSub {
@@ -74,33 +90,50 @@ impl PubSub {
     /// [`RegisterError::Duplicated`] for an id already active on the
     /// connection, [`RegisterError::MaxReached`] when it holds `max` already.
     pub fn register(&self, sub: Subscription, max: usize) -> Result<(), RegisterError> {
-        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut registry = self.lock();
         let key = (sub.connection, sub.id.clone());
-        if subs.contains_key(&key) {
+        if registry.subscriptions.contains_key(&key) {
             return Err(RegisterError::Duplicated);
         }
-        if subs.keys().filter(|(c, _)| *c == sub.connection).count() >= max {
+        let on_connection = registry
+            .subscriptions
+            .keys()
+            .filter(|(c, _)| *c == sub.connection)
+            .count();
+        if on_connection >= max {
             return Err(RegisterError::MaxReached);
         }
-        subs.insert(key, sub);
+        let shared = registry
+            .subscriptions
+            .values()
+            .find(|other| same_audience(&other.sub, &sub))
+            .map(|other| other.audience);
+        let audience = shared.unwrap_or_else(|| {
+            registry.next_audience += 1;
+            registry.next_audience
+        });
+        registry
+            .subscriptions
+            .insert(key, Registered { sub, audience });
         Ok(())
     }
 
     /// Removes one subscription; true if it existed.
     pub fn remove(&self, connection: u64, id: &str) -> bool {
-        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-        subs.remove(&(connection, id.to_owned())).is_some()
+        let key = (connection, id.to_owned());
+        self.lock().subscriptions.remove(&key).is_some()
     }
 
     /// Removes every subscription of a closed connection.
     pub fn remove_connection(&self, connection: u64) {
-        let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-        subs.retain(|(c, _), _| *c != connection);
+        self.lock()
+            .subscriptions
+            .retain(|(c, _), _| *c != connection);
     }
 
     /// How many subscriptions are active (for tests and `up`'s status).
     pub fn len(&self) -> usize {
-        self.subscriptions.lock().map(|s| s.len()).unwrap_or(0)
+        self.lock().subscriptions.len()
     }
 
     /// How many active subscriptions listen for `mutation` (e.g. how many
@@ -112,15 +145,12 @@ impl PubSub {
     /// The connection of each active subscription that listens for
     /// `mutation`, in no particular order.
     pub fn connections_listening_for(&self, mutation: &str) -> Vec<u64> {
-        self.subscriptions
-            .lock()
-            .map(|s| {
-                s.values()
-                    .filter(|sub| sub.mutations.iter().any(|m| m == mutation))
-                    .map(|sub| sub.connection)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.lock()
+            .subscriptions
+            .values()
+            .filter(|r| r.sub.mutations.iter().any(|m| m == mutation))
+            .map(|r| r.sub.connection)
+            .collect()
     }
 
     /// Whether no subscription is active.
@@ -131,43 +161,61 @@ impl PubSub {
     /// Delivers a mutation's result (already cut to its selection set, keyed by
     /// field name) to every subscription it matches.
     ///
-    /// The payload is completed once per distinct view (selection set, type,
-    /// and the caller's auth mode and groups, all that completion depends on)
-    /// and shared by the subscriptions with that view: with a thousand
-    /// subscribers of one conversation, completing and serialising it for each
-    /// was most of the time between the first and the last receiving a chunk.
+    /// Whether a subscription gets the result, and the payload it gets, are
+    /// decided once per audience and shared by the subscriptions in it: with
+    /// a thousand subscribers of one conversation, filtering, completing and
+    /// serialising for each was most of the time between the first and the
+    /// last receiving a chunk.
     pub fn publish(&self, appsync: &AppSync, mutation: &str, result: &Value) {
-        let subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-        let mut views: Vec<(&Subscription, String)> = Vec::new();
-        for sub in subs.values() {
-            if !sub.mutations.iter().any(|m| m == mutation) {
-                continue;
-            }
-            let passes = |f: &Option<Filter>| f.as_ref().is_none_or(|f| f.matches(result));
-            if !passes(&sub.argument_filter) || !passes(&sub.enhanced_filter) {
-                continue;
-            }
-            let payload = match views.iter().find(|(seen, _)| same_view(seen, sub)) {
-                Some((_, payload)) => payload.clone(),
-                None => {
-                    let payload = payload_text(appsync, sub, result);
-                    views.push((sub, payload.clone()));
-                    payload
-                }
-            };
-            if let Some(message) = data_message(&sub.id, &payload) {
-                let _ = sub.sender.send(message);
+        let registry = self.lock();
+        let mut payloads: HashMap<u64, Option<String>> = HashMap::new();
+        for registered in registry.subscriptions.values() {
+            let payload = payloads
+                .entry(registered.audience)
+                .or_insert_with(|| delivery(appsync, &registered.sub, mutation, result));
+            let message = payload
+                .as_deref()
+                .and_then(|payload| data_message(&registered.sub.id, payload));
+            if let Some(message) = message {
+                let _ = registered.sub.sender.send(message);
             }
         }
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
-/// Whether `a` and `b` receive the same payload for any result.
-fn same_view(a: &Subscription, b: &Subscription) -> bool {
-    a.caller.mode == b.caller.mode
+/// Whether `a` and `b` are delivered the same messages for any result: the
+/// same mutations, filters and view (selection set, type, and the caller's
+/// auth mode and groups, all that completion depends on).
+fn same_audience(a: &Subscription, b: &Subscription) -> bool {
+    a.mutations == b.mutations
+        && a.argument_filter == b.argument_filter
+        && a.enhanced_filter == b.enhanced_filter
+        && a.caller.mode == b.caller.mode
         && a.caller.groups == b.caller.groups
         && a.ty == b.ty
         && a.selected == b.selected
+}
+
+/// The payload `sub` (and its audience) gets for `mutation`'s `result`, or
+/// `None` when the mutation is not one it listens for or a filter rejects it.
+fn delivery(
+    appsync: &AppSync,
+    sub: &Subscription,
+    mutation: &str,
+    result: &Value,
+) -> Option<String> {
+    if !sub.mutations.iter().any(|m| m == mutation) {
+        return None;
+    }
+    let passes = |f: &Option<Filter>| f.as_ref().is_none_or(|f| f.matches(result));
+    if !passes(&sub.argument_filter) || !passes(&sub.enhanced_filter) {
+        return None;
+    }
+    Some(payload_text(appsync, sub, result))
 }
 
 /// The `payload` of a `data` message for `sub`'s view of `result`, as JSON text.
