@@ -5,8 +5,10 @@
 //!
 //! Place in the data path: resolver --publishChunk--> AppSync -> **fan-out**
 //! -> N real-time connections -> N subscribers. Every subscriber is its own
-//! WebSocket connection in this process, so a receive time is taken by a
-//! task of its own as soon as its frame is read (one clock for all).
+//! WebSocket connection in this process, read by a task of its own that
+//! takes the receive time as soon as a frame is read (one clock for all),
+//! before parsing it: the subscribers share the server's two cores, and a
+//! client's own work per message would otherwise be measured as spread.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,12 +19,15 @@ use serde::Serialize;
 
 use super::BenchConfig;
 use super::measure::percentile;
+use super::tcp_floor::{FloorSpread, tcp_floor};
 use crate::{Stack, StackConfig};
 
 /// Output tokens of the turn.
-const TOKENS: u32 = 200;
+pub const TOKENS: u32 = 1000;
 /// The scripted model's pace, tokens per second.
-const TOKENS_PER_SECOND: f64 = 50.0;
+pub const TOKENS_PER_SECOND: f64 = 50.0;
+/// How long the turn (sent, fanned out, every terminal chunk read) may take.
+const TURN_DEADLINE: Duration = Duration::from_secs(120);
 
 /// One turn fanned out to `subscribers`.
 #[derive(Clone, Debug, Serialize)]
@@ -43,6 +48,11 @@ pub struct FanoutResult {
     pub lost: usize,
     /// Chunks some subscriber received more than once (summed).
     pub duplicated: usize,
+    /// The mean size of a message read, bytes.
+    pub message_bytes: usize,
+    /// The same fan-out over bare TCP (N connections, messages of
+    /// `message_bytes` at the turn's pace): the machine's floor.
+    pub tcp_floor: FloorSpread,
 }
 
 /// For each N in `counts`: a fresh stack, N subscribers, one turn.
@@ -71,27 +81,39 @@ async fn fanout_case(config: &BenchConfig, n: usize) -> anyhow::Result<FanoutRes
     stack_config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     stack_config.default_model = "scripted".into();
     stack_config.bedrock.scripted_tokens_per_second = TOKENS_PER_SECOND;
+    stack_config.bedrock.scripted_repeat = true;
     stack_config.function_environment = vec![("RUST_LOG".into(), "warn".into())];
     let stack = Stack::start(stack_config).await?;
     let result = measure(&stack, n).await;
     stack.shutdown().await;
-    result
+    let (mut result, gap) = result?;
+    result.tcp_floor = tcp_floor(n, result.message_bytes.max(1), gap).await?;
+    Ok(result)
 }
 
-async fn measure(stack: &Stack, n: usize) -> anyhow::Result<FanoutResult> {
+/// The turn's result (its floor not yet measured), and the mean time
+/// between its chunks.
+async fn measure(stack: &Stack, n: usize) -> anyhow::Result<(FanoutResult, Duration)> {
     let token = stack.token("fanout");
     let conversation = "bench-fanout";
     let mut receivers = Vec::with_capacity(n);
     for _ in 0..n {
-        let client = stack.connect_as(&token).await.context("connect")?;
-        let subscription = client
-            .subscribe(
+        let mut socket = appsync_client::RealtimeSocket::open(
+            &stack.realtime_url(),
+            &stack.graphql_url(),
+            appsync_client::RealtimeAuth::Token(token.clone()),
+            appsync_client::HeaderTransport::Subprotocol,
+        )
+        .await
+        .context("connect")?;
+        let id = socket
+            .start(
                 appsync_client::ON_CHUNK,
                 serde_json::json!({"conversationId": conversation}),
             )
             .await
             .context("subscribe")?;
-        receivers.push(tokio::spawn(receive(client, subscription)));
+        receivers.push((id, tokio::spawn(receive(socket))));
     }
     let variables = appsync_client::send_prompt_variables(
         conversation,
@@ -108,34 +130,114 @@ async fn measure(stack: &Stack, n: usize) -> anyhow::Result<FanoutResult> {
     )
     .await
     .context("sendPrompt")?;
-    let mut arrivals = Vec::with_capacity(n);
-    for receiver in receivers {
-        arrivals.push(receiver.await.context("a subscriber task")??);
+    // Sockets close once every subscriber has its terminal chunk: a close
+    // handled while the chunk is still being fanned out would be measured.
+    let deadline = tokio::time::Instant::now() + TURN_DEADLINE;
+    let mut read = Vec::with_capacity(n);
+    for (id, receiver) in receivers {
+        let frames = tokio::time::timeout_at(deadline, receiver)
+            .await
+            .context("the turn did not end within its deadline")?
+            .context("a subscriber task")??;
+        read.push((id, frames));
     }
-    Ok(summarise(n, &arrivals))
+    let mut arrivals = Vec::with_capacity(n);
+    let (mut messages, mut bytes) = (0, 0);
+    for (id, (_socket, frames)) in &read {
+        arrivals.push(receipts(frames, id)?);
+        messages += frames.len();
+        bytes += frames.iter().map(|(text, _)| text.len()).sum::<usize>();
+    }
+    drop(read);
+    let mut result = summarise(n, &arrivals);
+    result.message_bytes = bytes / messages.max(1);
+    Ok((result, mean_gap(&arrivals)))
 }
 
-/// One subscriber's receipts, `(seq, when)`, until the terminal chunk.
+/// A message as read, and when.
+type Frame = (appsync_client::realtime::Utf8Bytes, Instant);
+
+/// One subscriber's messages until the one that may be the terminal chunk,
+/// each timed as it is read, and its socket, still open. They are parsed
+/// once every subscriber is done, so that no parsing delays another's read.
 async fn receive(
-    client: appsync_client::RealtimeClient,
-    mut subscription: appsync_client::Subscription,
-) -> anyhow::Result<Vec<(i64, Instant)>> {
-    let mut seen = Vec::new();
+    mut socket: appsync_client::RealtimeSocket,
+) -> anyhow::Result<(appsync_client::RealtimeSocket, Vec<Frame>)> {
+    let mut frames = Vec::new();
     loop {
-        let payload = tokio::time::timeout(Duration::from_secs(120), subscription.next())
-            .await
-            .context("no chunk within 120 s")?
-            .context("the subscription ended")?
-            .context("a subscription error")?;
+        // No timer per message (that would be a timer wheel entry per
+        // message read): the caller bounds the whole turn.
+        let text = socket.next_text().await.context("the connection closed")?;
         let at = Instant::now();
-        let chunk = appsync_client::chunk_from_payload(&payload).context("not a chunk")?;
-        seen.push((chunk.seq, at));
-        if chunk.done {
-            break;
+        let last = may_be_terminal(&text);
+        frames.push((text, at));
+        if last {
+            return Ok((socket, frames));
         }
     }
-    drop(client);
+}
+
+/// A subscriber's receipts, `(seq, when)`, from its frames.
+///
+/// # Errors
+/// A message that is not JSON, an `error` for the subscription, or frames
+/// that do not end with the terminal chunk.
+fn receipts(frames: &[Frame], id: &str) -> anyhow::Result<Vec<(i64, Instant)>> {
+    let mut seen = Vec::with_capacity(frames.len());
+    let mut done = false;
+    for (text, at) in frames {
+        if let Some(chunk) = chunk_of(text, id)? {
+            seen.push((chunk.seq, *at));
+            done = chunk.done;
+        }
+    }
+    if !done {
+        bail!("the last message read was not the terminal chunk");
+    }
     Ok(seen)
+}
+
+/// Whether a message may hold the terminal chunk, without parsing it: its
+/// JSON has the key `done` set to true. Inside a JSON string every `"` is
+/// escaped, so chunk text cannot contain this; the parse afterwards checks it.
+fn may_be_terminal(text: &str) -> bool {
+    text.contains(r#""done":true"#)
+}
+
+/// The chunk a `data` message of subscription `id` carries; `None` for any
+/// other message (`ka`).
+///
+/// # Errors
+/// An `error` message, or a `data` message with no chunk.
+fn chunk_of(text: &str, id: &str) -> anyhow::Result<Option<appsync_client::Chunk>> {
+    let message: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    let kind = message.get("type").and_then(serde_json::Value::as_str);
+    let ours = message.get("id").and_then(serde_json::Value::as_str) == Some(id);
+    match kind {
+        Some("data") if ours => {
+            let payload = message
+                .get("payload")
+                .context("a data message without payload")?;
+            appsync_client::chunk_from_payload(payload)
+                .map(Some)
+                .context("not a chunk")
+        }
+        Some("error" | "complete") if ours => bail!("the subscription ended: {text}"),
+        _ => Ok(None),
+    }
+}
+
+/// The mean time between the first subscriber's chunks.
+fn mean_gap(arrivals: &[Vec<(i64, Instant)>]) -> Duration {
+    let Some(first) = arrivals.first() else {
+        return Duration::ZERO;
+    };
+    match (first.first(), first.last()) {
+        (Some(start), Some(end)) if first.len() > 1 => {
+            (end.1 - start.1) / u32::try_from(first.len() - 1).unwrap_or(u32::MAX)
+        }
+        _ => Duration::ZERO,
+    }
 }
 
 fn summarise(n: usize, arrivals: &[Vec<(i64, Instant)>]) -> FanoutResult {
@@ -173,6 +275,8 @@ fn summarise(n: usize, arrivals: &[Vec<(i64, Instant)>]) -> FanoutResult {
         .collect();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     FanoutResult {
+        message_bytes: 0,
+        tcp_floor: FloorSpread::default(),
         subscribers: n,
         chunks: usize::try_from(chunks).unwrap_or_default(),
         spread_p50_ms: ms(percentile(&spreads, 50.0)),

@@ -15,6 +15,7 @@ pub mod fanout;
 pub mod measure;
 pub mod soak;
 pub mod store;
+pub mod tcp_floor;
 pub mod users;
 
 use std::collections::BTreeMap;

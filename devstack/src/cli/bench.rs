@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::bench::fanout::run_fanout;
+use crate::bench::fanout::{self, run_fanout};
 use crate::bench::soak::run_soak;
 use crate::bench::store::run_store;
 use crate::bench::users::run_users;
@@ -181,28 +181,39 @@ async fn run_fanout_bench(
         return Ok(());
     }
     println!(
-        "one turn of 200 tokens at 50 tokens/s (scripted), every subscriber its own connection\n"
+        "one turn of {} tokens at {} tokens/s (scripted), every subscriber its own connection;",
+        fanout::TOKENS,
+        fanout::TOKENS_PER_SECOND
     );
     println!(
-        "{:>11} {:>7} {:>14} {:>14} {:>14} {:>6} {:>11}",
+        "bare TCP: the same connections, messages and pace with no WebSocket or AppSync (the floor)\n"
+    );
+    println!(
+        "{:>11} {:>7} {:>14} {:>14} {:>14} {:>6} {:>11} {:>9} {:>13} {:>13}",
         "subscribers",
         "chunks",
         "spread p50 ms",
         "spread p99 ms",
         "spread max ms",
         "lost",
-        "duplicated"
+        "duplicated",
+        "msg bytes",
+        "bare TCP p50",
+        "bare TCP p99"
     );
     for r in &results {
         println!(
-            "{:>11} {:>7} {:>14.2} {:>14.2} {:>14.2} {:>6} {:>11}",
+            "{:>11} {:>7} {:>14.2} {:>14.2} {:>14.2} {:>6} {:>11} {:>9} {:>13.2} {:>13.2}",
             r.subscribers,
             r.chunks,
             r.spread_p50_ms,
             r.spread_p99_ms,
             r.spread_max_ms,
             r.lost,
-            r.duplicated
+            r.duplicated,
+            r.message_bytes,
+            r.tcp_floor.p50_ms,
+            r.tcp_floor.p99_ms
         );
     }
     Ok(())
