@@ -313,7 +313,10 @@ fn new_runtime() -> Result<Runtime, EngineError> {
 /// Bytecode compiled so far, by module name and source.
 type BytecodeCache = HashMap<(String, String), Arc<Vec<u8>>>;
 
-/// Every module compiled by this process.
+/// The most modules [`BYTECODE`] keeps.
+const MAX_CACHED_MODULES: usize = 512;
+
+/// Every module compiled by this process, up to [`MAX_CACHED_MODULES`].
 static BYTECODE: LazyLock<Mutex<BytecodeCache>> = LazyLock::new(Mutex::default);
 
 /// The bytecode of the module `code` named `name`, compiled on first use.
@@ -330,10 +333,13 @@ fn bytecode(name: &str, code: &str) -> Result<Arc<Vec<u8>>, String> {
         return Ok(bytes);
     }
     let bytes = Arc::new(compile(name, code)?);
-    BYTECODE
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key, Arc::clone(&bytes));
+    let mut cache = BYTECODE.lock().unwrap_or_else(PoisonError::into_inner);
+    // An API's resolvers are a few dozen modules; a process that loads many
+    // APIs (the tests) starts over rather than keep every one it has seen.
+    if cache.len() >= MAX_CACHED_MODULES {
+        cache.clear();
+    }
+    cache.insert(key, Arc::clone(&bytes));
     Ok(bytes)
 }
 
@@ -446,6 +452,19 @@ mod tests {
     }
 
     const IMPORT: &str = "import { util, extensions, runtime } from '@aws-appsync/utils';\n";
+
+    #[test]
+    fn the_bytecode_cache_keeps_at_most_its_limit() {
+        for n in 0..=MAX_CACHED_MODULES {
+            let code = format!("export function request(ctx) {{ return {n}; }}");
+            bytecode("cache-test.js", &code).expect("compiles");
+            let kept = BYTECODE
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .len();
+            assert!(kept <= MAX_CACHED_MODULES, "{kept} modules kept");
+        }
+    }
 
     #[test]
     fn returns_the_handlers_value_and_the_stash() {
