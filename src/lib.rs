@@ -90,6 +90,7 @@ pub use event::{
 pub use handler::handle;
 pub use model::ErrorKind;
 pub use sink::appsync::{GraphQlError, PublishError, Publisher};
+pub use sink::sse::{EventWriter, SseSink};
 pub use sink::{ChunkSink, PublishReport, SinkError};
 pub use state::{InitError, State};
 pub use store::HistoryBudget;

@@ -11,6 +11,7 @@
 
 pub(crate) mod appsync;
 mod recorded;
+pub(crate) mod sse;
 
 use std::future::Future;
 
