@@ -358,15 +358,7 @@ impl Stack {
             }
             None => (None, None),
         };
-        // Every message is written as soon as it is sent (TCP_NODELAY, as
-        // the HTTPS listener's acceptor sets too): with Nagle's algorithm a
-        // chunk written while the previous one waits for its delayed ACK is
-        // held up to 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
+        let listener = listener.tap_io(appsync::set_no_delay);
         let server = tokio::spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, service).await {

@@ -1,6 +1,9 @@
 //! `devstack bench --fanout` through the real path, with few subscribers:
 //! every subscriber gets every chunk of the turn exactly once, each timed as
 //! it was read, and the bare-TCP floor is measured beside it.
+//!
+//! Place in the data path: resolver --publishChunk--> AppSync -> **fan-out**
+//! -> N real-time connections -> N subscribers, and the bench that times it.
 
 use devstack::bench::BenchConfig;
 use devstack::bench::fanout::run_fanout;

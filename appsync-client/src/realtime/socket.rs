@@ -35,6 +35,10 @@ pub(super) type Socket =
 
 /// An acknowledged connection to AppSync's real-time endpoint that its owner
 /// reads itself, one text frame at a time.
+///
+/// There is no keep-alive watchdog here (that is [`super::RealtimeClient`]'s
+/// job): an owner that may wait on a silent link bounds its reads, e.g. by
+/// [`Self::connection_timeout`] or a deadline of its own.
 pub struct RealtimeSocket {
     pub(super) socket: Socket,
     pub(super) api_host: String,
@@ -128,8 +132,9 @@ impl RealtimeSocket {
     /// Sends `start` for `query` with `variables`, authorized with the
     /// connection's own auth, and reads until its `start_ack`: the
     /// subscription id is returned, and from here on every matching mutation
-    /// arrives as a `data` message with that id. Anything read before the
-    /// answer (`ka`) is dropped.
+    /// arrives as a `data` message with that id. Every other frame read
+    /// before the answer is dropped (`ka`, and `data` of subscriptions
+    /// started earlier): start every subscription before reading data.
     ///
     /// # Errors
     /// [`RealtimeError::Subscription`] with AppSync's `errors`,
@@ -161,7 +166,9 @@ impl RealtimeSocket {
     }
 
     /// The next text frame as sent (a `data`, `ka`, `error`, ... message),
-    /// unparsed; `None` once the connection has closed.
+    /// unparsed; `None` once the connection has ended, closed by either side
+    /// or broken by a read error (a frame over the size limit, a protocol
+    /// error): either way nothing more can be read.
     pub async fn next_text(&mut self) -> Option<Utf8Bytes> {
         loop {
             match self.socket.next().await? {

@@ -39,6 +39,7 @@ use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde_json::json;
 
 use auth::{AuthError, AuthMode, Authenticator, Caller};
@@ -156,6 +157,7 @@ impl AppSync {
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
+        let listener = listener.tap_io(set_no_delay);
         let app = self.router();
         let task = tokio::spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -164,6 +166,16 @@ impl AppSync {
             }
         });
         Ok((addr, task))
+    }
+}
+
+/// Sets TCP_NODELAY on an accepted connection, for `axum::serve`'s
+/// `tap_io`: every message is written as soon as it is sent, as the HTTPS
+/// listener's acceptor does too. With Nagle's algorithm a chunk written while
+/// the previous one waits for its delayed ACK is held up to 40 ms.
+pub fn set_no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
     }
 }
 

@@ -162,10 +162,11 @@ impl PubSub {
     /// field name) to every subscription it matches.
     ///
     /// Whether a subscription gets the result, and the payload it gets, are
-    /// decided once per audience and shared by the subscriptions in it: with
-    /// a thousand subscribers of one conversation, filtering, completing and
-    /// serialising for each was most of the time between the first and the
-    /// last receiving a chunk.
+    /// decided once per audience and shared by the subscriptions in it; only
+    /// the `data` message (which names the subscription) is written per
+    /// subscriber. With a thousand subscribers of one conversation, running
+    /// the filters and searching the payloads completed so far for each
+    /// subscriber held the registry's lock for much of a publish.
     pub fn publish(&self, appsync: &AppSync, mutation: &str, result: &Value) {
         let registry = self.lock();
         let mut payloads: HashMap<u64, Option<String>> = HashMap::new();
@@ -189,7 +190,9 @@ impl PubSub {
 
 /// Whether `a` and `b` are delivered the same messages for any result: the
 /// same mutations, filters and view (selection set, type, and the caller's
-/// auth mode and groups, all that completion depends on).
+/// auth mode and groups). Completion reads nothing else of the caller (its
+/// field-level auth checks mode and groups only); if it ever reads more, it
+/// must be compared here too, or one user could get another's view.
 fn same_audience(a: &Subscription, b: &Subscription) -> bool {
     a.mutations == b.mutations
         && a.argument_filter == b.argument_filter

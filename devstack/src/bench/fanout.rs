@@ -58,8 +58,10 @@ pub struct FanoutResult {
 /// For each N in `counts`: a fresh stack, N subscribers, one turn.
 ///
 /// # Errors
-/// A stack that does not start, a subscriber that cannot connect, or a turn
-/// that does not end within two minutes.
+/// A stack that does not start, a subscriber that cannot connect or whose
+/// subscription ends with an error, a turn that does not end within two
+/// minutes, or a bare-TCP floor that cannot bind, connect or read, or does
+/// not end within two minutes.
 pub async fn run_fanout(
     config: &BenchConfig,
     counts: &[usize],
@@ -87,7 +89,10 @@ async fn fanout_case(config: &BenchConfig, n: usize) -> anyhow::Result<FanoutRes
     let result = measure(&stack, n).await;
     stack.shutdown().await;
     let (mut result, gap) = result?;
-    result.tcp_floor = tcp_floor(n, result.message_bytes.max(1), gap).await?;
+    let floor = tcp_floor(n, result.message_bytes.max(1), gap);
+    result.tcp_floor = tokio::time::timeout(TURN_DEADLINE, floor)
+        .await
+        .context("the bare-TCP floor did not end within two minutes")??;
     Ok(result)
 }
 
@@ -134,19 +139,30 @@ async fn measure(stack: &Stack, n: usize) -> anyhow::Result<(FanoutResult, Durat
     // handled while the chunk is still being fanned out would be measured.
     let deadline = tokio::time::Instant::now() + TURN_DEADLINE;
     let mut read = Vec::with_capacity(n);
-    for (id, receiver) in receivers {
-        let frames = tokio::time::timeout_at(deadline, receiver)
+    let mut pending = receivers.into_iter();
+    while let Some((id, receiver)) = pending.next() {
+        let abort = receiver.abort_handle();
+        let joined = tokio::time::timeout_at(deadline, receiver)
             .await
-            .context("the turn did not end within its deadline")?
-            .context("a subscriber task")??;
-        read.push((id, frames));
+            .context("the turn did not end within its deadline")
+            .and_then(|task| task.context("a subscriber task"))
+            .and_then(|received| received);
+        match joined {
+            Ok(frames) => read.push((id, frames)),
+            Err(e) => {
+                abort.abort();
+                pending.for_each(|(_, rest)| rest.abort());
+                return Err(e);
+            }
+        }
     }
     let mut arrivals = Vec::with_capacity(n);
     let (mut messages, mut bytes) = (0, 0);
     for (id, (_socket, frames)) in &read {
-        arrivals.push(receipts(frames, id)?);
-        messages += frames.len();
-        bytes += frames.iter().map(|(text, _)| text.len()).sum::<usize>();
+        let (seen, data_bytes) = receipts(frames, id)?;
+        messages += seen.len();
+        bytes += data_bytes;
+        arrivals.push(seen);
     }
     drop(read);
     let mut result = summarise(n, &arrivals);
@@ -157,8 +173,9 @@ async fn measure(stack: &Stack, n: usize) -> anyhow::Result<(FanoutResult, Durat
 /// A message as read, and when.
 type Frame = (appsync_client::realtime::Utf8Bytes, Instant);
 
-/// One subscriber's messages until the one that may be the terminal chunk,
-/// each timed as it is read, and its socket, still open. They are parsed
+/// One subscriber's messages until the one that may be its last (the
+/// terminal chunk, or the subscription's end), each timed as it is read, and
+/// its socket, still open. They are parsed
 /// once every subscriber is done, so that no parsing delays another's read.
 async fn receive(
     mut socket: appsync_client::RealtimeSocket,
@@ -169,7 +186,7 @@ async fn receive(
         // message read): the caller bounds the whole turn.
         let text = socket.next_text().await.context("the connection closed")?;
         let at = Instant::now();
-        let last = may_be_terminal(&text);
+        let last = may_be_last(&text);
         frames.push((text, at));
         if last {
             return Ok((socket, frames));
@@ -177,31 +194,42 @@ async fn receive(
     }
 }
 
-/// A subscriber's receipts, `(seq, when)`, from its frames.
+/// A subscriber's receipts, `(seq, when)`, from its frames, and the bytes
+/// of the `data` messages that carried them.
 ///
 /// # Errors
-/// A message that is not JSON, an `error` for the subscription, or frames
-/// that do not end with the terminal chunk.
-fn receipts(frames: &[Frame], id: &str) -> anyhow::Result<Vec<(i64, Instant)>> {
+/// A message that is not JSON, an `error` or `complete` for the
+/// subscription, or frames that do not end with the terminal chunk.
+fn receipts(frames: &[Frame], id: &str) -> anyhow::Result<(Vec<(i64, Instant)>, usize)> {
     let mut seen = Vec::with_capacity(frames.len());
+    let mut bytes = 0;
     let mut done = false;
     for (text, at) in frames {
         if let Some(chunk) = chunk_of(text, id)? {
             seen.push((chunk.seq, *at));
+            bytes += text.len();
             done = chunk.done;
         }
     }
     if !done {
         bail!("the last message read was not the terminal chunk");
     }
-    Ok(seen)
+    Ok((seen, bytes))
 }
 
-/// Whether a message may hold the terminal chunk, without parsing it: its
-/// JSON has the key `done` set to true. Inside a JSON string every `"` is
-/// escaped, so chunk text cannot contain this; the parse afterwards checks it.
-fn may_be_terminal(text: &str) -> bool {
-    text.contains(r#""done":true"#)
+/// Whether a message may be the subscription's last, without parsing it:
+/// the terminal chunk (the key `done` set to true) or an `error` or
+/// `complete` message. The server writes compact JSON, and inside a JSON
+/// string every `"` is escaped, so no text can look like these; the parse
+/// afterwards checks what it was.
+fn may_be_last(text: &str) -> bool {
+    [
+        r#""done":true"#,
+        r#""type":"error""#,
+        r#""type":"complete""#,
+    ]
+    .iter()
+    .any(|key| text.contains(key))
 }
 
 /// The chunk a `data` message of subscription `id` carries; `None` for any
