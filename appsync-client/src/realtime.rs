@@ -23,7 +23,7 @@ use crate::sigv4::{SIGNING_NAME, SignError, sign_headers};
 mod socket;
 
 pub use socket::RealtimeSocket;
-use socket::{Socket, start_message};
+use socket::{Socket, errors_of, start_message};
 /// A text frame as read: cheap to clone and keep, derefs to `str`.
 pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -345,11 +345,7 @@ fn route(msg: &Value, subscriptions: &mut HashMap<String, mpsc::UnboundedSender<
     let event = match msg.get("type").and_then(Value::as_str) {
         Some("start_ack") => Event::Ack,
         Some("data") => Event::Data(msg.get("payload").cloned().unwrap_or(Value::Null)),
-        Some("error") => Event::Error(
-            msg.pointer("/payload/errors")
-                .cloned()
-                .unwrap_or(Value::Null),
-        ),
+        Some("error") => Event::Error(errors_of(msg)),
         Some("complete") => Event::Complete,
         _ => return,
     };

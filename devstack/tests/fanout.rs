@@ -5,18 +5,15 @@
 //! Place in the data path: resolver --publishChunk--> AppSync -> **fan-out**
 //! -> N real-time connections -> N subscribers, and the bench that times it.
 
+mod common;
+
 use devstack::bench::BenchConfig;
 use devstack::bench::fanout::run_fanout;
-use devstack::lambda::FunctionCommand;
 
 #[tokio::test]
 async fn every_subscriber_gets_every_chunk_once() {
     let config = BenchConfig {
-        // This build's `devstack worker`: the resolver, as the function.
-        function: FunctionCommand {
-            program: env!("CARGO_BIN_EXE_devstack").into(),
-            args: vec!["worker".into()],
-        },
+        function: common::resolver(),
         strategies: Vec::new(),
         round_trips: Vec::new(),
         tokens: 0,

@@ -3,18 +3,15 @@
 //! fails mid-answer and users cancel. Whatever the faults, no chunk is lost
 //! and no text disagrees with the model's answer.
 
+mod common;
+
 use devstack::bench::BenchConfig;
 use devstack::bench::soak::run_soak;
-use devstack::lambda::FunctionCommand;
 
 #[tokio::test]
 async fn faults_lose_no_chunk_and_change_no_text() {
     let config = BenchConfig {
-        // This build's `devstack worker`: the resolver, as the function.
-        function: FunctionCommand {
-            program: env!("CARGO_BIN_EXE_devstack").into(),
-            args: vec!["worker".into()],
-        },
+        function: common::resolver(),
         strategies: Vec::new(),
         round_trips: Vec::new(),
         tokens: 0,

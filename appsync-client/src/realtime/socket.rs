@@ -112,11 +112,7 @@ impl RealtimeSocket {
                         .unwrap_or(DEFAULT_CONNECTION_TIMEOUT_MS);
                 }
                 Some("connection_error") => {
-                    let errors = msg
-                        .pointer("/payload/errors")
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    return Err(RealtimeError::ConnectionRefused(errors));
+                    return Err(RealtimeError::ConnectionRefused(errors_of(&msg)));
                 }
                 _ => {}
             }
@@ -153,13 +149,7 @@ impl RealtimeSocket {
             }
             match msg.get("type").and_then(Value::as_str) {
                 Some("start_ack") => return Ok(id),
-                Some("error") => {
-                    let errors = msg
-                        .pointer("/payload/errors")
-                        .cloned()
-                        .unwrap_or(Value::Null);
-                    return Err(RealtimeError::Subscription(errors));
-                }
+                Some("error") => return Err(RealtimeError::Subscription(errors_of(&msg))),
                 _ => {}
             }
         }
@@ -196,6 +186,14 @@ pub(super) fn start_message(
         "payload": {"data": data, "extensions": {"authorization": authorization}}
     })
     .to_string())
+}
+
+/// The `errors` array of an `error` or `connection_error` message (`null`
+/// when it has none).
+pub(super) fn errors_of(msg: &Value) -> Value {
+    msg.pointer("/payload/errors")
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 /// The next text frame, parsed; unparsable frames are skipped.

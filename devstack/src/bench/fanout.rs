@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use super::BenchConfig;
-use super::measure::percentile;
+use super::measure::{percentile, spread};
 use super::tcp_floor::{FloorSpread, tcp_floor};
 use crate::{Stack, StackConfig};
 
@@ -292,14 +292,7 @@ fn summarise(n: usize, arrivals: &[Vec<(i64, Instant)>]) -> FanoutResult {
         .sum();
     let spreads: Vec<Duration> = by_seq
         .values()
-        .map(|times| {
-            let first = times.iter().min().copied();
-            let last = times.iter().max().copied();
-            match (first, last) {
-                (Some(first), Some(last)) => last - first,
-                _ => Duration::ZERO,
-            }
-        })
+        .map(|times| spread(times.iter().copied()))
         .collect();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     FanoutResult {

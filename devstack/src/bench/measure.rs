@@ -66,6 +66,15 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The time between the earliest and the latest of `times` (zero for none):
+/// how far apart the readers of one message got it.
+pub fn spread(times: impl Iterator<Item = Instant> + Clone) -> Duration {
+    match (times.clone().min(), times.max()) {
+        (Some(first), Some(last)) => last - first,
+        _ => Duration::ZERO,
+    }
+}
+
 /// AppSync's cost of one turn with one subscriber: the `sendPrompt` and every
 /// publish as operations, each delivered message as updates, and the
 /// subscriber's connection for the turn's duration.

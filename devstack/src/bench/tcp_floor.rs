@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use super::measure::percentile;
+use super::measure::{percentile, spread};
 
 /// Messages sent to every connection.
 const ROUNDS: usize = 200;
@@ -65,15 +65,7 @@ pub async fn tcp_floor(
         reads.push(reader.await.context("a reader task")??);
     }
     let spreads: Vec<Duration> = (0..ROUNDS)
-        .map(|round| {
-            let times = reads.iter().map(|r| r[round]);
-            let first = times.clone().min();
-            let last = times.max();
-            match (first, last) {
-                (Some(first), Some(last)) => last - first,
-                _ => Duration::ZERO,
-            }
-        })
+        .map(|round| spread(reads.iter().map(|r| r[round])))
         .collect();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(FloorSpread {

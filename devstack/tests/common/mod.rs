@@ -2,6 +2,10 @@
 //! the resolver run by `devstack worker` (the same code as the deployed
 //! `bootstrap`), and the shared test helpers.
 
+#[allow(
+    unused_imports,
+    reason = "each test crate includes this module; not every one uses the stack helpers"
+)]
 pub(crate) use devstack::testing::*;
 
 use devstack::lambda::FunctionCommand;
