@@ -67,10 +67,10 @@ pub enum ConfigError {
 /// The resolver's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `APPSYNC_GRAPHQL_URL` (required): the AppSync GraphQL endpoint the
-    /// `publishChunk` mutation is POSTed to, e.g.
-    /// `https://<id>.appsync-api.<region>.amazonaws.com/graphql`. Must be http(s).
-    pub appsync_graphql_url: String,
+    /// The AppSync API the resolver publishes to and listens on, when
+    /// `APPSYNC_GRAPHQL_URL` is set (the AppSync resolver requires it; the
+    /// function URL's function does not use it).
+    pub appsync: Option<AppSyncEndpoints>,
     /// `BEDROCK_MODEL_ID`: model id used when the prompt names none
     /// (default [`DEFAULT_MODEL_ID`]).
     pub default_model_id: String,
@@ -87,10 +87,6 @@ pub struct Config {
     /// `COALESCE_STRATEGY`: `adaptive` (default), `per-delta`,
     /// `fixed-deltas:N`, `timer:MS` or `chars:N`; see [`Strategy`].
     pub strategy: Strategy,
-    /// `APPSYNC_REALTIME_URL`: the API's real-time endpoint (`ws://` or
-    /// `wss://`), on which the resolver subscribes to `onCancel`. Derived from
-    /// `APPSYNC_GRAPHQL_URL` by [`realtime_url_for`] when unset.
-    pub appsync_realtime_url: String,
     /// `CONVERSATIONS_TABLE`: the DynamoDB table turns are claimed in, so a
     /// repeated event streams nothing in any execution environment. Unset
     /// (or empty): no table, and only the in-process record guards repeats.
@@ -109,11 +105,23 @@ pub struct Config {
     pub claim_lease: Duration,
 }
 
+/// Where the AppSync API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSyncEndpoints {
+    /// `APPSYNC_GRAPHQL_URL`: the AppSync GraphQL endpoint the `publishChunk`
+    /// mutation is POSTed to, e.g.
+    /// `https://<id>.appsync-api.<region>.amazonaws.com/graphql`. Must be http(s).
+    pub graphql_url: String,
+    /// `APPSYNC_REALTIME_URL`: the API's real-time endpoint (`ws://` or
+    /// `wss://`), on which the resolver subscribes to `onCancel`. Derived from
+    /// `APPSYNC_GRAPHQL_URL` by [`realtime_url_for`] when unset.
+    pub realtime_url: String,
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     ///
     /// # Errors
-    /// [`ConfigError::Missing`] when `APPSYNC_GRAPHQL_URL` is unset,
     /// [`ConfigError::Invalid`] when any variable holds an unusable value.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -132,18 +140,10 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
 
-        let url_name = "APPSYNC_GRAPHQL_URL";
-        let appsync_graphql_url = get(url_name).ok_or(ConfigError::Missing { name: url_name })?;
-        match reqwest::Url::parse(&appsync_graphql_url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-            _ => {
-                return Err(ConfigError::Invalid {
-                    name: url_name,
-                    value: appsync_graphql_url,
-                    reason: "expected an absolute http(s) URL such as https://<id>.appsync-api.<region>.amazonaws.com/graphql".into(),
-                });
-            }
-        }
+        let appsync = match get("APPSYNC_GRAPHQL_URL") {
+            None => None,
+            Some(url) => Some(appsync_endpoints(url, get("APPSYNC_REALTIME_URL"))?),
+        };
 
         let default_model_id = get("BEDROCK_MODEL_ID").unwrap_or_else(|| DEFAULT_MODEL_ID.into());
 
@@ -178,33 +178,13 @@ impl Config {
                 )?,
         };
 
-        let realtime_name = "APPSYNC_REALTIME_URL";
-        let appsync_realtime_url = match get(realtime_name) {
-            Some(url) => match reqwest::Url::parse(&url) {
-                Ok(u) if matches!(u.scheme(), "ws" | "wss") && u.host().is_some() => url,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: realtime_name,
-                        value: url,
-                        reason: "expected an absolute ws(s) URL such as wss://<id>.appsync-realtime-api.<region>.amazonaws.com/graphql".into(),
-                    });
-                }
-            },
-            None => realtime_url_for(&appsync_graphql_url).ok_or_else(|| ConfigError::Invalid {
-                name: url_name,
-                value: appsync_graphql_url.clone(),
-                reason: "cannot derive the real-time URL from it; set APPSYNC_REALTIME_URL".into(),
-            })?,
-        };
-
         Ok(Self {
-            appsync_graphql_url,
+            appsync,
             default_model_id,
             default_max_tokens,
             max_chunk_bytes,
             max_hold,
             strategy,
-            appsync_realtime_url,
             conversations_table: get("CONVERSATIONS_TABLE").filter(|t| !t.trim().is_empty()),
             history: HistoryBudget {
                 max_messages: match get("HISTORY_MAX_MESSAGES") {
@@ -228,6 +208,49 @@ impl Config {
             },
         })
     }
+}
+
+/// The AppSync endpoints from `APPSYNC_GRAPHQL_URL` (`graphql_url`) and
+/// `APPSYNC_REALTIME_URL` (`realtime`, derived from the first when unset).
+fn appsync_endpoints(
+    appsync_graphql_url: String,
+    realtime: Option<String>,
+) -> Result<AppSyncEndpoints, ConfigError> {
+    let url_name = "APPSYNC_GRAPHQL_URL";
+    match reqwest::Url::parse(&appsync_graphql_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(ConfigError::Invalid {
+                    name: url_name,
+                    value: appsync_graphql_url,
+                    reason: "expected an absolute http(s) URL such as https://<id>.appsync-api.<region>.amazonaws.com/graphql".into(),
+                });
+        }
+    }
+
+    let realtime_name = "APPSYNC_REALTIME_URL";
+    let appsync_realtime_url = match realtime {
+        Some(url) => match reqwest::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "ws" | "wss") && u.host().is_some() => url,
+            _ => {
+                return Err(ConfigError::Invalid {
+                        name: realtime_name,
+                        value: url,
+                        reason: "expected an absolute ws(s) URL such as wss://<id>.appsync-realtime-api.<region>.amazonaws.com/graphql".into(),
+                    });
+            }
+        },
+        None => realtime_url_for(&appsync_graphql_url).ok_or_else(|| ConfigError::Invalid {
+            name: url_name,
+            value: appsync_graphql_url.clone(),
+            reason: "cannot derive the real-time URL from it; set APPSYNC_REALTIME_URL".into(),
+        })?,
+    };
+
+    Ok(AppSyncEndpoints {
+        graphql_url: appsync_graphql_url,
+        realtime_url: appsync_realtime_url,
+    })
 }
 
 fn parse_in_range<T>(
@@ -268,13 +291,14 @@ mod tests {
     #[test]
     fn defaults_apply_when_only_the_url_is_set() {
         let c = config(&[("APPSYNC_GRAPHQL_URL", "https://x.example/graphql")]).unwrap();
-        assert_eq!(c.appsync_graphql_url, "https://x.example/graphql");
+        let appsync = c.appsync.as_ref().expect("the AppSync endpoints");
+        assert_eq!(appsync.graphql_url, "https://x.example/graphql");
         assert_eq!(c.default_model_id, DEFAULT_MODEL_ID);
         assert_eq!(c.default_max_tokens, 1024);
         assert_eq!(c.max_chunk_bytes, 16384);
         assert_eq!(c.max_hold, Duration::from_millis(1000));
         assert_eq!(c.strategy, Strategy::Adaptive);
-        assert_eq!(c.appsync_realtime_url, "wss://x.example/graphql/realtime");
+        assert_eq!(appsync.realtime_url, "wss://x.example/graphql/realtime");
     }
 
     #[test]
@@ -289,7 +313,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.strategy.to_string(), "fixed-deltas:6");
         assert_eq!(c.max_hold, Duration::from_millis(250));
-        assert_eq!(c.appsync_realtime_url, "wss://rt.example/graphql/realtime");
+        assert_eq!(
+            c.appsync.map(|a| a.realtime_url).as_deref(),
+            Some("wss://rt.example/graphql/realtime")
+        );
 
         let err = config(&[url, ("COALESCE_STRATEGY", "fastest")]).unwrap_err();
         let ConfigError::Invalid { name, reason, .. } = &err else {
@@ -318,17 +345,12 @@ mod tests {
     }
 
     #[test]
-    fn missing_or_blank_url_is_an_error() {
+    fn without_a_url_there_is_no_appsync_api() {
+        assert_eq!(config(&[]).map(|c| c.appsync), Ok(None));
         assert_eq!(
-            config(&[]),
-            Err(ConfigError::Missing {
-                name: "APPSYNC_GRAPHQL_URL"
-            })
+            config(&[("APPSYNC_GRAPHQL_URL", "  ")]).map(|c| c.appsync),
+            Ok(None)
         );
-        assert!(matches!(
-            config(&[("APPSYNC_GRAPHQL_URL", "  ")]),
-            Err(ConfigError::Missing { .. })
-        ));
     }
 
     #[test]

@@ -483,13 +483,15 @@ mod tests {
 
     fn config() -> Config {
         Config {
-            appsync_graphql_url: "http://127.0.0.1:4000/graphql".into(),
+            appsync: Some(crate::config::AppSyncEndpoints {
+                graphql_url: "http://127.0.0.1:4000/graphql".into(),
+                realtime_url: "ws://127.0.0.1:4000/graphql/realtime".into(),
+            }),
             default_model_id: "default-model".into(),
             default_max_tokens: 1024,
             max_chunk_bytes: 16384,
             max_hold: std::time::Duration::from_millis(1000),
             strategy: crate::coalesce::Strategy::Adaptive,
-            appsync_realtime_url: "ws://127.0.0.1:4000/graphql/realtime".into(),
             conversations_table: None,
             history: crate::config::DEFAULT_HISTORY,
             claim_lease: crate::config::DEFAULT_CLAIM_LEASE,

@@ -62,11 +62,13 @@ mod chunk;
 mod coalesce;
 mod config;
 mod event;
+pub mod function_url;
 mod handler;
 mod idempotency;
 mod limits;
 mod metrics;
 mod model;
+mod relay;
 mod repeat;
 mod retry;
 mod sink;
@@ -82,7 +84,7 @@ use aws_config::BehaviorVersion;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 pub use coalesce::{Strategy, StrategyParseError};
-pub use config::{Config, ConfigError};
+pub use config::{AppSyncEndpoints, Config, ConfigError};
 pub use event::{
     AppSyncEvent, CognitoIdentity, IamIdentity, Identity, Info, LambdaIdentity, OidcIdentity,
     RequestInfo, SendPromptArguments, SendPromptInput, TurnIds, ValidationError,
@@ -92,7 +94,7 @@ pub use model::ErrorKind;
 pub use sink::appsync::{GraphQlError, PublishError, Publisher};
 pub use sink::sse::{EventWriter, SseSink};
 pub use sink::{ChunkSink, PublishReport, SinkError};
-pub use state::{InitError, State};
+pub use state::{Core, InitError, State};
 pub use store::HistoryBudget;
 pub use tls::TlsError;
 pub use turn::{TurnError, TurnOutcome};

@@ -45,6 +45,9 @@ enum Command {
     /// Run the resolver against the Lambda Runtime API in `AWS_LAMBDA_RUNTIME_API`.
     #[command(hide = true)]
     Worker,
+    /// Run the function URL function against the Lambda Runtime API in `AWS_LAMBDA_RUNTIME_API`.
+    #[command(hide = true)]
+    WorkerUrl,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +79,9 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Worker => bedrock_appsync_stream::run()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.to_string())),
+            Command::WorkerUrl => bedrock_appsync_stream::function_url::run()
                 .await
                 .map_err(|e| anyhow::anyhow!(e.to_string())),
             Command::Up(args) => up::run(args).await,

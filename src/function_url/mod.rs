@@ -1,0 +1,395 @@
+//! Place in the data path: client --POST--> Lambda function URL (response
+//! streaming) --Invoke--> **function URL function** -> relay -> model,
+//! coalescer, turn driver -> SSE sink -> the streamed response -> client.
+//! The same relay as the AppSync resolver's, over the second transport.
+//!
+//! One invocation is one HTTP request
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>):
+//! the request is checked (`POST`, the caller's Cognito ID token, the JSON
+//! input) before anything streams, and refused with an HTTP status and a
+//! JSON body `{"errorType", "message"}` when it fails. An accepted request
+//! gets `200` with `text/event-stream`: one Server-Sent Event per chunk
+//! (`id:` the `seq`, `data:` the chunk's JSON, as `onChunk` delivers it),
+//! the terminal chunk last. Anything that goes wrong after the first byte
+//! ends the stream with a terminal chunk carrying the error, as on AppSync.
+//!
+//! The response is built on `lambda_runtime`'s streaming response: its
+//! HTTP integration prelude carries the status and headers, then the body
+//! streams (`Lambda-Runtime-Function-Response-Mode: streaming`,
+//! <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-custom.html#runtimes-custom-response-streaming>).
+//! The URL is deployed with `InvokeMode: RESPONSE_STREAM` and
+//! `AuthType: NONE` (the function checks tokens itself, [`cognito`]); CORS is
+//! the URL's own configuration, which Lambda applies to every response.
+//!
+//! A client that disconnects stops the model ([`stream`]). Turn ids are the
+//! function's (a new one per request), so the conversation's history and
+//! record are kept as for AppSync turns; quotas are not yet enforced here.
+//!
+//! # Layout
+//! - `request`: the function URL event and the prompt in its body.
+//! - `cognito`: the ID token checked against the pool's JWKS.
+//! - `stream`: the response stream: writes, pings, the size limit, the
+//!   client's departure.
+
+mod cognito;
+mod request;
+mod stream;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use lambda_runtime::streaming::{Body, Response};
+use lambda_runtime::{Diagnostic, LambdaEvent, MetadataPrelude};
+use serde_json::{Value, json};
+use thiserror::Error;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::event::{
+    AppSyncEvent, CognitoIdentity, Identity, SendPromptArguments, SendPromptInput, TurnRequest,
+};
+use crate::handler::soft_deadline;
+use crate::relay::relay_turn;
+use crate::sink::sse::SseSink;
+use crate::state::Core;
+use crate::turn::TurnContext;
+use crate::vocabulary::ErrorType;
+
+pub use cognito::{AuthError, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, VerifiedUser};
+pub use request::{FunctionUrlRequest, RequestError, UrlHttp, UrlRequestContext};
+pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE};
+
+use stream::ResponseStream;
+
+/// The function URL function's own settings, read at init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlConfig {
+    /// The user pool's issuer: `COGNITO_ISSUER`, else
+    /// `https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}`.
+    pub issuer: String,
+    /// `COGNITO_APP_CLIENT_ID` (required): the ID tokens' `aud`.
+    pub client_id: String,
+    /// `ALLOWED_MODEL_IDS`: the model ids a prompt may name, comma-separated;
+    /// unset, only the default model.
+    pub allowed_models: Vec<String>,
+}
+
+impl UrlConfig {
+    /// Reads the settings through `lookup` (variable name -> value).
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when the app client or the pool is not named.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let client_id = get("COGNITO_APP_CLIENT_ID").ok_or(ConfigError::Missing {
+            name: "COGNITO_APP_CLIENT_ID",
+        })?;
+        let issuer = match get("COGNITO_ISSUER") {
+            Some(issuer) => issuer,
+            None => {
+                let pool = get("COGNITO_USER_POOL_ID").ok_or(ConfigError::Missing {
+                    name: "COGNITO_USER_POOL_ID",
+                })?;
+                let region =
+                    get("AWS_REGION").ok_or(ConfigError::Missing { name: "AWS_REGION" })?;
+                format!("https://cognito-idp.{region}.amazonaws.com/{pool}")
+            }
+        };
+        let allowed_models = get("ALLOWED_MODEL_IDS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            issuer,
+            client_id,
+            allowed_models,
+        })
+    }
+}
+
+/// What every invocation of the function URL function shares.
+#[derive(Debug)]
+pub struct UrlState {
+    core: Core,
+    verifier: CognitoVerifier,
+    allowed_models: Vec<String>,
+}
+
+impl UrlState {
+    /// The state from the relay's [`Core`], the verifier (its keys fetched
+    /// already) and the settings.
+    pub fn new(core: Core, verifier: CognitoVerifier, config: &UrlConfig) -> Self {
+        let mut allowed_models = config.allowed_models.clone();
+        if allowed_models.is_empty() {
+            allowed_models.push(core.config.default_model_id.clone());
+        }
+        Self {
+            core,
+            verifier,
+            allowed_models,
+        }
+    }
+}
+
+/// Why an invocation fails as a Lambda error rather than an HTTP answer.
+#[derive(Debug, Error)]
+pub enum UrlError {
+    /// The payload is not a function URL request.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+}
+
+impl From<UrlError> for Diagnostic {
+    fn from(error: UrlError) -> Self {
+        Diagnostic {
+            error_type: ErrorType::InvalidEvent.as_str().to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Why a request is refused before it streams: its status, error type and
+/// message for the caller.
+struct Refusal {
+    status: StatusCode,
+    error_type: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error_type,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<AuthError> for Refusal {
+    fn from(error: AuthError) -> Self {
+        let status = match error {
+            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Self::new(status, "UnauthorizedException", error.to_string())
+    }
+}
+
+impl From<RequestError> for Refusal {
+    fn from(error: RequestError) -> Self {
+        let status = match error {
+            RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, ErrorType::Validation.as_str(), error.to_string())
+    }
+}
+
+/// Handles one invocation: a refusal as a short JSON answer, or the turn
+/// streamed as Server-Sent Events (see the module docs).
+///
+/// # Errors
+/// [`UrlError`] when the payload is not a function URL request.
+pub async fn handle(
+    state: Arc<UrlState>,
+    event: LambdaEvent<Value>,
+) -> Result<Response<Body>, UrlError> {
+    let started = Instant::now();
+    let request = FunctionUrlRequest::from_value(event.payload)?;
+    let turn = match admit(&state, &request).await {
+        Ok(turn) => turn,
+        Err(refusal) => return Ok(refuse(refusal)),
+    };
+    let deadline = soft_deadline(event.context.deadline, SystemTime::now());
+    let (sender, body) = lambda_runtime::streaming::channel();
+    let stream = ResponseStream::new(sender);
+    let request_id = event.context.request_id;
+    tokio::spawn(async move {
+        stream_turn(&state, &turn, stream, deadline, started, &request_id).await;
+    });
+    Ok(Response {
+        metadata_prelude: prelude(StatusCode::OK, "text/event-stream"),
+        stream: body,
+    })
+}
+
+/// Checks the request: its token, its input, its model.
+async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnRequest, Refusal> {
+    let input = request.prompt_input()?;
+    let user = state
+        .verifier
+        .verify(request.header("authorization"))
+        .await?;
+    let turn =
+        turn_request(&state.core.config, user, input, state.verifier.issuer()).map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                e.error_type().as_str(),
+                e.to_string(),
+            )
+        })?;
+    if !state.allowed_models.contains(&turn.model_id) {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::Validation.as_str(),
+            format!(
+                "modelId '{}' is not available; use one of: {}.",
+                turn.model_id,
+                state.allowed_models.join(", ")
+            ),
+        ));
+    }
+    Ok(turn)
+}
+
+/// The verified `user`'s `input` as a turn with a new turn id, validated as
+/// the AppSync resolver validates `sendPrompt`.
+fn turn_request(
+    config: &Config,
+    user: VerifiedUser,
+    mut input: SendPromptInput,
+    issuer: &str,
+) -> Result<TurnRequest, crate::event::ValidationError> {
+    input.turn_id = Some(uuid::Uuid::new_v4().to_string());
+    let identity = CognitoIdentity {
+        sub: user.sub,
+        issuer: issuer.to_owned(),
+        username: user.username,
+        claims: user.claims,
+        source_ip: None,
+        default_auth_strategy: None,
+        groups: Some(user.groups),
+    };
+    let event = AppSyncEvent {
+        arguments: SendPromptArguments { input },
+        identity: Some(Identity::Cognito(identity)),
+        source: None,
+        request: None,
+        prev: None,
+        stash: None,
+        info: None,
+    };
+    event.into_turn_request(config).map_err(|r| r.error)
+}
+
+/// Relays `turn` to `stream` as Server-Sent Events, cancelled when the client
+/// leaves, then ends the response.
+async fn stream_turn(
+    state: &UrlState,
+    turn: &TurnRequest,
+    stream: ResponseStream,
+    deadline: Option<Instant>,
+    started: Instant,
+    request_id: &str,
+) {
+    let pings = tokio::spawn({
+        let stream = stream.clone();
+        async move { stream.keep_alive().await }
+    });
+    let sink = SseSink::new(stream.clone());
+    let config = &state.core.config;
+    let ctx = TurnContext {
+        sink: &sink,
+        strategy: config.strategy,
+        max_chunk_bytes: config.max_chunk_bytes,
+        max_hold: config.max_hold,
+        deadline,
+        started,
+    };
+    let outcome = relay_turn(&state.core, &ctx, turn, request_id, stream.gone()).await;
+    pings.abort();
+    match outcome {
+        Ok(o) => info!(stop_reason = %o.stop_reason, chunks = o.chunks, "stream ended"),
+        Err(error) => warn!(%error, "stream ended without delivering the turn"),
+    }
+    stream.finish().await;
+}
+
+/// A refusal as the HTTP answer: its status and `{"errorType", "message"}`.
+fn refuse(refusal: Refusal) -> Response<Body> {
+    let mut metadata_prelude = prelude(refusal.status, "application/json");
+    if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
+        metadata_prelude
+            .headers
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if refusal.status == StatusCode::UNAUTHORIZED {
+        metadata_prelude.headers.insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
+    }
+    let body = json!({"errorType": refusal.error_type, "message": refusal.message}).to_string();
+    let (mut sender, stream) = lambda_runtime::streaming::channel();
+    tokio::spawn(async move {
+        // The body is all or nothing: a client that left needs none of it.
+        let _ = sender.send_data(Bytes::from(body)).await;
+    });
+    Response {
+        metadata_prelude,
+        stream,
+    }
+}
+
+/// The HTTP integration prelude: `status`, `content_type`, and no caching.
+fn prelude(status: StatusCode, content_type: &'static str) -> MetadataPrelude {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    MetadataPrelude {
+        status_code: status,
+        headers,
+        cookies: Vec::new(),
+    }
+}
+
+/// The function URL function: tracing, configuration, AWS clients, the
+/// pool's keys, then the Lambda runtime loop.
+///
+/// # Errors
+/// An init error (bad environment, no region, keys that cannot be fetched)
+/// or the runtime's own error.
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    crate::init_tracing();
+    let config = Config::from_env()?;
+    let url_config = UrlConfig::from_lookup(|name| std::env::var(name).ok())?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client()?)
+        .load()
+        .await;
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(crate::tls::appsync_client_config()?)
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let verifier = CognitoVerifier::new(&url_config.issuer, &url_config.client_id, http);
+    verifier.refresh().await?;
+    let state = Arc::new(UrlState::new(
+        Core::new(config, &sdk),
+        verifier,
+        &url_config,
+    ));
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<Value>| handle(Arc::clone(&state), event),
+    ))
+    .await
+}
