@@ -64,6 +64,7 @@ use appsync::schema::Schema;
 use appsync::{AppSync, AppSyncConfig};
 use bedrock::{BedrockConfig, BedrockState};
 use cognito::UserPool;
+use lambda::function_url::{Cors, FunctionUrlServer};
 use lambda::{FunctionCommand, LambdaConfig, LambdaService};
 use sigv4_verify::{IamUser, IamUsers, SignedRequest};
 
@@ -91,6 +92,8 @@ pub use bedrock_appsync_stream::run as run_resolver;
 
 /// The resolver function's name in the devstack (`AWS_LAMBDA_FUNCTION_NAME`).
 pub const FUNCTION_NAME: &str = "bedrock-appsync-stream";
+/// The function URL function's name in the devstack.
+pub const URL_FUNCTION_NAME: &str = "bedrock-appsync-stream-url";
 
 /// The schema every part of the project shares.
 pub const SCHEMA: &str = include_str!("../../schema.graphql");
@@ -160,6 +163,15 @@ pub struct StackConfig {
     /// that cannot start is a warning, not a failure: the stack runs without
     /// it, and those fields fail.
     pub dynamodb: Option<dynamodb::DynamoDbConfig>,
+    /// The function URL function (the root crate's `function-url`, or
+    /// `devstack worker-url`), served behind a function URL on its own port
+    /// ([`Self::function_url_bind`]); `None`: no function URL.
+    pub url_function: Option<FunctionCommand>,
+    /// Where the function URL listens; port 0 picks a free one.
+    pub function_url_bind: SocketAddr,
+    /// The function URL's CORS configuration; with TLS on, the web page's
+    /// origin is allowed besides these.
+    pub function_url_cors: Cors,
 }
 
 impl StackConfig {
@@ -193,6 +205,9 @@ impl StackConfig {
             tls_bind: SocketAddr::from(([127, 0, 0, 1], 4443)),
             web_dir: None,
             dynamodb: Some(dynamodb::DynamoDbConfig::in_memory(state_dir())),
+            url_function: None,
+            function_url_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            function_url_cors: default_cors(),
         }
     }
 
@@ -244,6 +259,9 @@ pub struct Stack {
     /// The local DynamoDB, when [`StackConfig::dynamodb`] asked for one and it
     /// started.
     pub dynamodb: Option<dynamodb::LocalDynamoDb>,
+    /// The function URL and its function, when [`StackConfig::url_function`]
+    /// was given.
+    pub function_url: Option<FunctionUrlServer>,
     server: JoinHandle<()>,
     tls_server: Option<axum_server::Handle<SocketAddr>>,
 }
@@ -291,6 +309,31 @@ impl Stack {
             ]);
         }
         extra_environment.extend(config.function_environment);
+        let url_lambda = config.url_function.map(|command| {
+            let mut environment = extra_environment.clone();
+            environment.extend([
+                ("COGNITO_ISSUER".to_owned(), user_pool.issuer().to_owned()),
+                ("COGNITO_APP_CLIENT_ID".to_owned(), DEV_CLIENT_ID.to_owned()),
+                (
+                    "ALLOWED_MODEL_IDS".to_owned(),
+                    config.allowed_models.join(","),
+                ),
+            ]);
+            LambdaService::new(LambdaConfig {
+                concurrency: config.concurrency,
+                timeout: config.function_timeout,
+                memory_size_mb: config.function_memory_mb,
+                environment: function_environment(
+                    template_environment.clone(),
+                    &base_url,
+                    &config.default_model,
+                    environment,
+                ),
+                idle_timeout: config.idle_timeout,
+                freeze: config.freeze,
+                ..LambdaConfig::new(URL_FUNCTION_NAME, command)
+            })
+        });
         let lambda = LambdaService::new(LambdaConfig {
             concurrency: config.concurrency,
             timeout: config.function_timeout,
@@ -366,6 +409,24 @@ impl Stack {
             }
         });
         lambda.start().await;
+        let function_url = match url_lambda {
+            Some(service) => {
+                let mut cors = config.function_url_cors;
+                if let Some(addr) = tls_addr {
+                    cors.allow_origins.push(format!("https://{addr}"));
+                    cors.allow_origins
+                        .push(format!("https://localhost:{}", addr.port()));
+                }
+                Some(
+                    FunctionUrlServer::start(service, Some(cors), config.function_url_bind)
+                        .await
+                        .with_context(|| {
+                            format!("could not listen on {}", config.function_url_bind)
+                        })?,
+                )
+            }
+            None => None,
+        };
         Ok(Stack {
             addr,
             tls_addr,
@@ -376,6 +437,7 @@ impl Stack {
             lambda,
             bedrock,
             dynamodb,
+            function_url,
             server,
         })
     }
@@ -388,6 +450,11 @@ impl Stack {
     /// `ws://HOST:PORT/graphql/realtime`, the AppSync real-time URL.
     pub fn realtime_url(&self) -> String {
         format!("ws://{}/graphql/realtime", self.addr)
+    }
+
+    /// `http://HOST:PORT/`, the function URL, when the stack has one.
+    pub fn function_url(&self) -> Option<String> {
+        self.function_url.as_ref().map(FunctionUrlServer::url)
     }
 
     /// `https://HOST:PORT/`, the web page's origin, when TLS is on.
@@ -428,6 +495,9 @@ impl Stack {
     /// stays on disk).
     pub async fn shutdown(self) {
         self.lambda.stop().await;
+        if let Some(url) = self.function_url {
+            url.shutdown().await;
+        }
         if let Some(dynamodb) = self.dynamodb {
             dynamodb.shutdown().await;
         }
@@ -481,6 +551,20 @@ async fn start_dynamodb(
             tracing::warn!(%error, "no local DynamoDB; running without one");
             None
         }
+    }
+}
+
+/// The function URL's CORS configuration unless a stack says otherwise:
+/// `POST` with `authorization` and `content-type` from the origins the stack
+/// adds, `content-type` exposed, preflights cached 5 minutes.
+fn default_cors() -> Cors {
+    Cors {
+        allow_origins: Vec::new(),
+        allow_methods: vec!["POST".into()],
+        allow_headers: vec!["authorization".into(), "content-type".into()],
+        expose_headers: vec!["content-type".into()],
+        allow_credentials: false,
+        max_age: 300,
     }
 }
 

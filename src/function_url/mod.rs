@@ -30,8 +30,10 @@
 //! - `cognito`: the ID token checked against the pool's JWKS.
 //! - `stream`: the response stream: writes, pings, the size limit, the
 //!   client's departure.
+//! - `invocation`: an invocation ends only once its turn has.
 
 mod cognito;
+mod invocation;
 mod request;
 mod stream;
 
@@ -62,6 +64,7 @@ pub use cognito::{AuthError, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, Ve
 pub use request::{FunctionUrlRequest, RequestError, UrlHttp, UrlRequestContext};
 pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE};
 
+use invocation::{EndWithTurns, RunningTurns};
 use stream::ResponseStream;
 
 /// The function URL function's own settings, read at init.
@@ -125,6 +128,7 @@ pub struct UrlState {
     core: Core,
     verifier: CognitoVerifier,
     allowed_models: Vec<String>,
+    turns: Arc<RunningTurns>,
 }
 
 impl UrlState {
@@ -139,6 +143,7 @@ impl UrlState {
             core,
             verifier,
             allowed_models,
+            turns: Arc::new(RunningTurns::default()),
         }
     }
 }
@@ -217,8 +222,10 @@ pub async fn handle(
     let (sender, body) = lambda_runtime::streaming::channel();
     let stream = ResponseStream::new(sender);
     let request_id = event.context.request_id;
+    let running = state.turns.start();
     tokio::spawn(async move {
         stream_turn(&state, &turn, stream, deadline, started, &request_id).await;
+        drop(running);
     });
     Ok(Response {
         metadata_prelude: prelude(StatusCode::OK, "text/event-stream"),
@@ -388,8 +395,12 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
         verifier,
         &url_config,
     ));
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: LambdaEvent<Value>| handle(Arc::clone(&state), event),
-    ))
-    .await
+    let turns = EndWithTurns(Arc::clone(&state.turns));
+    let handler = lambda_runtime::service_fn(move |event: LambdaEvent<Value>| {
+        handle(Arc::clone(&state), event)
+    });
+    lambda_runtime::Runtime::new(handler)
+        .layer(turns)
+        .run()
+        .await
 }

@@ -27,9 +27,13 @@
 //!   queue and event age, idle retirement.
 //! - `environment`: one execution environment: its process, freeze and thaw,
 //!   the timeout and memory watchdog, its death.
-//! - `runtime_api`: the Runtime API each environment's process talks to.
+//! - `runtime_api`: the Runtime API each environment's process talks to,
+//!   buffered and streamed responses.
+//! - [`function_url`]: a function URL in `RESPONSE_STREAM` mode in front of
+//!   the function.
 
 mod environment;
+pub mod function_url;
 
 pub(crate) use environment::status_kb;
 mod pool;
@@ -144,7 +148,81 @@ pub struct InvocationReport {
 }
 
 /// Where a synchronous invocation's answer goes.
-type Reply = oneshot::Sender<Result<Value, Value>>;
+enum Reply {
+    /// `Invoke` (`RequestResponse`): the whole response, or the error.
+    Buffered(oneshot::Sender<Result<Value, Value>>),
+    /// `InvokeWithResponseStream` (and a function URL in `RESPONSE_STREAM`
+    /// mode): the response as it streams, or the error before it started.
+    Streamed(oneshot::Sender<Result<StreamedResponse, Value>>),
+}
+
+impl Reply {
+    /// Hands `result` over: a buffered response to a streamed invocation
+    /// arrives as one frame, as Lambda streams a buffered response.
+    fn send(self, result: Result<Value, Value>) {
+        match self {
+            Reply::Buffered(reply) => {
+                let _ = reply.send(result);
+            }
+            Reply::Streamed(reply) => {
+                let streamed = result.map(|value| {
+                    let (frames, response) = StreamedResponse::channel(None);
+                    let _ = frames.try_send(StreamFrame::Data(value.to_string().into()));
+                    response
+                });
+                let _ = reply.send(streamed);
+            }
+        }
+    }
+}
+
+/// A response the function streams
+/// (`Lambda-Runtime-Function-Response-Mode: streaming`,
+/// <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-custom.html#runtimes-custom-response-streaming>),
+/// as the invoker reads it.
+pub struct StreamedResponse {
+    /// The `Content-Type` the function gave its response (a function URL's
+    /// `application/vnd.awslambda.http-integration-response` starts with the
+    /// HTTP prelude).
+    pub content_type: Option<String>,
+    /// The body's frames, in order; the channel closes when the response
+    /// ends. Dropping it tells the function's runtime that the reader left.
+    pub frames: mpsc::Receiver<StreamFrame>,
+}
+
+impl StreamedResponse {
+    /// A response of `content_type` and the sender of its frames.
+    fn channel(content_type: Option<String>) -> (mpsc::Sender<StreamFrame>, Self) {
+        let (frames, receiver) = mpsc::channel(STREAM_FRAMES_BUFFERED);
+        (
+            frames,
+            Self {
+                content_type,
+                frames: receiver,
+            },
+        )
+    }
+}
+
+/// How many frames of a streamed response wait for a slow reader before the
+/// function's writes wait too.
+const STREAM_FRAMES_BUFFERED: usize = 16;
+
+/// One piece of a streamed response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamFrame {
+    /// Response bytes.
+    Data(bytes::Bytes),
+    /// The function failed mid-stream: its
+    /// `Lambda-Runtime-Function-Error-Type` and the decoded
+    /// `Lambda-Runtime-Function-Error-Body`. The last frame.
+    Error {
+        /// e.g. `Runtime.StreamError`.
+        error_type: String,
+        /// The error's message.
+        message: String,
+    },
+}
 
 /// An event on its way to an environment.
 struct Invocation {
@@ -274,13 +352,57 @@ impl LambdaService {
         self.enqueue(Invocation {
             request_id: uuid::Uuid::new_v4().to_string(),
             payload,
-            reply: Some(tx),
+            reply: Some(Reply::Buffered(tx)),
             attempt: 0,
             received: Instant::now(),
         });
-        rx.await.unwrap_or_else(|_| {
-            Err(json!({"errorType": "ServiceException", "errorMessage": "the invocation was lost"}))
-        })
+        rx.await.unwrap_or_else(|_| Err(lost()))
+    }
+
+    /// `InvokeWithResponseStream`
+    /// (<https://docs.aws.amazon.com/lambda/latest/api/API_InvokeWithResponseStream.html>):
+    /// waits until the function starts its response, then hands it over as
+    /// it streams. A function that answers without streaming arrives as one
+    /// frame.
+    ///
+    /// # Errors
+    /// As [`Self::invoke`], for an invocation that failed before its
+    /// response started.
+    pub async fn invoke_with_response_stream(
+        &self,
+        payload: Value,
+    ) -> Result<StreamedResponse, Value> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Invocation {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            payload,
+            reply: Some(Reply::Streamed(tx)),
+            attempt: 0,
+            received: Instant::now(),
+        });
+        rx.await.unwrap_or_else(|_| Err(lost()))
+    }
+
+    /// The streamed reply of invocation `request_id` that `environment`
+    /// holds, taken as its response starts; `None` when the invoker wants
+    /// the response whole (or there is no such invocation).
+    fn start_stream(
+        &self,
+        environment: u64,
+        request_id: &str,
+        content_type: Option<String>,
+    ) -> Option<mpsc::Sender<StreamFrame>> {
+        let mut in_flight = self.inner.in_flight.lock().ok()?;
+        let held = in_flight.get_mut(request_id)?;
+        if held.environment != environment || !matches!(held.reply, Some(Reply::Streamed(_))) {
+            return None;
+        }
+        let Some(Reply::Streamed(reply)) = held.reply.take() else {
+            return None;
+        };
+        let (frames, response) = StreamedResponse::channel(content_type);
+        reply.send(Ok(response)).ok()?;
+        Some(frames)
     }
 
     /// Every invocation's outcome, as it happens (for the CLI, bench and tests).
@@ -381,9 +503,7 @@ impl LambdaService {
             self.inner.config.memory_size_mb,
         );
         match invocation.reply {
-            Some(reply) => {
-                let _ = reply.send(result.clone());
-            }
+            Some(reply) => reply.send(result.clone()),
             None if result.is_err()
                 && invocation.attempt < self.inner.config.max_retry_attempts =>
             {
@@ -421,6 +541,11 @@ impl LambdaService {
             });
         });
     }
+}
+
+/// The error of an invocation whose answer never came.
+fn lost() -> Value {
+    json!({"errorType": "ServiceException", "errorMessage": "the invocation was lost"})
 }
 
 /// Lambda's `REPORT` line, as the function's log shows it.

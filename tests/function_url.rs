@@ -1,0 +1,293 @@
+//! The function URL transport through the real path: an HTTP client POSTs
+//! to the devstack's function URL, the Lambda stand-in runs this build's
+//! `function-url` binary in streaming response mode, and the answer comes
+//! back as Server-Sent Events, one per chunk, ending with the terminal
+//! chunk. The ID token is checked by the function against the pool's JWKS;
+//! a client that leaves stops the model; CORS is the URL's.
+
+mod common;
+
+use std::time::Duration;
+
+use appsync_client::Chunk;
+use common::*;
+use devstack::Stack;
+use devstack::cognito::{UserPool, new_key, now_secs, sub_for};
+use serde_json::{Value, json};
+
+/// This build's function URL function.
+fn url_function() -> devstack::lambda::FunctionCommand {
+    devstack::lambda::FunctionCommand {
+        program: env!("CARGO_BIN_EXE_function-url").into(),
+        args: Vec::new(),
+    }
+}
+
+async fn url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
+    stack_with(resolver(), |c| {
+        c.url_function = Some(url_function());
+        adjust(c);
+    })
+    .await
+}
+
+/// POSTs `body` to the stack's function URL with `token` as bearer.
+async fn post_prompt(stack: &Stack, token: Option<&str>, body: &Value) -> reqwest::Response {
+    let url = stack.function_url().expect("a function URL");
+    let mut request = reqwest::Client::new().post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("the function URL answers")
+}
+
+/// The events of an SSE body as `(id, data)`, comments skipped.
+fn events(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut id = None;
+            let mut data = Vec::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = Some(v.to_owned());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data.push(v);
+                }
+            }
+            (!data.is_empty()).then(|| (id.unwrap_or_default(), data.join("\n")))
+        })
+        .collect()
+}
+
+/// The chunks of a whole SSE answer, each event's id checked against its seq.
+async fn chunks_of(response: reqwest::Response) -> Vec<Chunk> {
+    let body = tokio::time::timeout(TURN_TIMEOUT, response.text())
+        .await
+        .expect("the stream ends in time")
+        .expect("a body");
+    events(&body)
+        .into_iter()
+        .map(|(id, data)| {
+            let chunk: Chunk = serde_json::from_str(&data).expect("the chunk's JSON");
+            assert_eq!(id, chunk.seq.to_string());
+            chunk
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_prompt_streams_back_as_server_sent_events_ending_with_the_terminal_chunk() {
+    let stack = url_stack(|_| {}).await;
+    let alice = stack.token("alice");
+    let prompt = "Tell me about function URLs.";
+    let response = post_prompt(
+        &stack,
+        Some(&alice),
+        &json!({"conversationId": "url-1", "prompt": prompt}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().ok(),
+        Some("text/event-stream")
+    );
+    let chunks = chunks_of(response).await;
+    let last = chunks.last().expect("chunks");
+    assert!(last.done, "{last:?}");
+    assert_eq!(last.stop_reason.as_deref(), Some("end_turn"));
+    for (seq, chunk) in chunks.iter().enumerate() {
+        assert_eq!(chunk.seq, i64::try_from(seq).expect("small"));
+        assert_eq!(chunk.owner, sub_for("alice"));
+        assert_eq!(chunk.conversation_id, "url-1");
+        assert_eq!(chunk.turn_id, last.turn_id);
+    }
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert_eq!(text, devstack::bedrock::scripted_answer(prompt, None).0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_forged_and_expired_tokens_and_bad_requests_are_refused_before_any_model_call() {
+    let stack = url_stack(|_| {}).await;
+    let body = json!({"conversationId": "url-2", "prompt": "hello"});
+    let forger = UserPool::new(
+        &format!("http://{}", stack.addr),
+        devstack::DEV_USER_POOL_ID,
+        devstack::DEV_CLIENT_ID,
+        &new_key().expect("an RSA key"),
+    );
+    let forged = forger.mint_id_token("alice", &[], now_secs());
+    let expired = stack
+        .user_pool
+        .mint_id_token("alice", &[], now_secs() - 2 * 3600);
+    for (token, status) in [
+        (None, 401),
+        (Some("not-a-token"), 401),
+        (Some(forged.as_str()), 401),
+        (Some(expired.as_str()), 401),
+    ] {
+        let response = post_prompt(&stack, token, &body).await;
+        assert_eq!(response.status(), status, "{token:?}");
+        assert_eq!(
+            response.headers()["www-authenticate"].to_str().ok(),
+            Some("Bearer")
+        );
+        let refusal: Value = response.json().await.expect("a JSON refusal");
+        assert_eq!(refusal["errorType"], "UnauthorizedException", "{refusal}");
+    }
+    let alice = stack.token("alice");
+    for (body, why) in [
+        (json!({"prompt": "no conversation"}), "missing field"),
+        (
+            json!({"conversationId": "bad id!", "prompt": "p"}),
+            "conversationId",
+        ),
+        (json!({"conversationId": "c", "prompt": "  "}), "prompt"),
+        (
+            json!({"conversationId": "c", "prompt": "p", "modelId": "anthropic.claude-v2"}),
+            "not available",
+        ),
+    ] {
+        let response = post_prompt(&stack, Some(&alice), &body).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let refusal: Value = response.json().await.expect("a JSON refusal");
+        assert_eq!(refusal["errorType"], "ValidationException", "{refusal}");
+        let message = refusal["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{message}");
+    }
+    let url = stack.function_url().expect("a function URL");
+    let get = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(get.status(), 405);
+    assert_eq!(stack.bedrock.requests_served(), 0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_conversation_id_reaches_only_the_callers_own_conversation() {
+    let stack = url_stack(|_| {}).await;
+    let (alice, bob) = (stack.token("alice"), stack.token("bob"));
+    let said = "Alice's private question";
+    let response = post_prompt(
+        &stack,
+        Some(&alice),
+        &json!({"conversationId": "shared-id", "prompt": said}),
+    )
+    .await;
+    assert!(chunks_of(response).await.last().is_some_and(|c| c.done));
+    let response = post_prompt(
+        &stack,
+        Some(&bob),
+        &json!({"conversationId": "shared-id", "prompt": "Bob's question"}),
+    )
+    .await;
+    let bobs = chunks_of(response).await;
+    assert!(bobs.iter().all(|c| c.owner == sub_for("bob")));
+    let bobs_text: String = bobs.iter().map(|c| c.text.as_str()).collect();
+    assert!(!bobs_text.contains("Alice"), "{bobs_text}");
+
+    // Each sees only their own turn of "shared-id" through AppSync too.
+    let http = reqwest::Client::new();
+    let graphql = stack.graphql_url();
+    for (token, own, other) in [
+        (&alice, said, "Bob's question"),
+        (&bob, "Bob's question", said),
+    ] {
+        let messages = appsync_client::list_messages(&http, &graphql, token, "shared-id")
+            .await
+            .expect("the messages");
+        assert!(messages.iter().any(|m| m.text == own), "{messages:?}");
+        assert!(!messages.iter().any(|m| m.text == other), "{messages:?}");
+    }
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_stops_the_model() {
+    // 4,000 tokens at 20 a second: over three minutes unless stopped.
+    let stack = url_stack(|c| {
+        c.bedrock.scripted_tokens_per_second = 20.0;
+        c.bedrock.scripted_repeat = true;
+    })
+    .await;
+    let alice = stack.token("alice");
+    let response = post_prompt(
+        &stack,
+        Some(&alice),
+        &json!({"conversationId": "url-3", "prompt": "Talk for a long time.", "maxTokens": 4000}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let mut response = response;
+    let first = tokio::time::timeout(TURN_TIMEOUT, response.chunk())
+        .await
+        .expect("a first event in time");
+    assert!(first.is_ok_and(|b| b.is_some()));
+    assert!(stack.bedrock.active_generations() > 0);
+    drop(response);
+    // The function's next write after the URL dropped its response fails; at
+    // 20 tokens a second that is within a second or two.
+    assert_model_stops(&stack, Duration::from_secs(10)).await;
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn cors_is_the_urls_own_preflights_are_answered_without_the_function() {
+    let stack = url_stack(|c| {
+        c.function_url_cors.allow_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let url = stack.function_url().expect("a function URL");
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.expect("an answer");
+    assert_eq!(allowed.status(), 200);
+    let header = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        header(&allowed, "access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        header(&allowed, "access-control-allow-methods").as_deref(),
+        Some("POST")
+    );
+    let refused = preflight("https://evil.example").await.expect("an answer");
+    assert_eq!(header(&refused, "access-control-allow-origin"), None);
+
+    let response = http
+        .post(&url)
+        .header("origin", "https://app.example")
+        .bearer_auth(stack.token("alice"))
+        .json(&json!({"conversationId": "url-4", "prompt": "hi"}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(
+        header(&response, "access-control-expose-headers").as_deref(),
+        Some("content-type")
+    );
+    assert!(chunks_of(response).await.last().is_some_and(|c| c.done));
+    assert_eq!(
+        stack.function_url.as_ref().map(|u| u.lambda.cold_starts()),
+        Some(1)
+    );
+    stack.shutdown().await;
+}
