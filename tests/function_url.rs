@@ -9,19 +9,10 @@ mod common;
 
 use std::time::Duration;
 
-use appsync_client::Chunk;
 use common::*;
 use devstack::Stack;
 use devstack::cognito::{UserPool, new_key, now_secs, sub_for};
 use serde_json::{Value, json};
-
-/// This build's function URL function.
-fn url_function() -> devstack::lambda::FunctionCommand {
-    devstack::lambda::FunctionCommand {
-        program: env!("CARGO_BIN_EXE_function-url").into(),
-        args: Vec::new(),
-    }
-}
 
 async fn url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
     stack_with(resolver(), |c| {
@@ -31,56 +22,12 @@ async fn url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
     .await
 }
 
-/// POSTs `body` to the stack's function URL with `token` as bearer.
-async fn post_prompt(stack: &Stack, token: Option<&str>, body: &Value) -> reqwest::Response {
-    let url = stack.function_url().expect("a function URL");
-    let mut request = reqwest::Client::new().post(url).json(body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("the function URL answers")
-}
-
-/// The events of an SSE body as `(id, data)`, comments skipped.
-fn events(body: &str) -> Vec<(String, String)> {
-    body.split("\n\n")
-        .filter_map(|block| {
-            let mut id = None;
-            let mut data = Vec::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    id = Some(v.to_owned());
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    data.push(v);
-                }
-            }
-            (!data.is_empty()).then(|| (id.unwrap_or_default(), data.join("\n")))
-        })
-        .collect()
-}
-
-/// The chunks of a whole SSE answer, each event's id checked against its seq.
-async fn chunks_of(response: reqwest::Response) -> Vec<Chunk> {
-    let body = tokio::time::timeout(TURN_TIMEOUT, response.text())
-        .await
-        .expect("the stream ends in time")
-        .expect("a body");
-    events(&body)
-        .into_iter()
-        .map(|(id, data)| {
-            let chunk: Chunk = serde_json::from_str(&data).expect("the chunk's JSON");
-            assert_eq!(id, chunk.seq.to_string());
-            chunk
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_prompt_streams_back_as_server_sent_events_ending_with_the_terminal_chunk() {
     let stack = url_stack(|_| {}).await;
     let alice = stack.token("alice");
     let prompt = "Tell me about function URLs.";
-    let response = post_prompt(
+    let response = post_to_url(
         &stack,
         Some(&alice),
         &json!({"conversationId": "url-1", "prompt": prompt}),
@@ -91,7 +38,7 @@ async fn a_prompt_streams_back_as_server_sent_events_ending_with_the_terminal_ch
         response.headers()["content-type"].to_str().ok(),
         Some("text/event-stream")
     );
-    let chunks = chunks_of(response).await;
+    let chunks = sse_chunks(response).await;
     let last = chunks.last().expect("chunks");
     assert!(last.done, "{last:?}");
     assert_eq!(last.stop_reason.as_deref(), Some("end_turn"));
@@ -126,7 +73,7 @@ async fn missing_forged_and_expired_tokens_and_bad_requests_are_refused_before_a
         (Some(forged.as_str()), 401),
         (Some(expired.as_str()), 401),
     ] {
-        let response = post_prompt(&stack, token, &body).await;
+        let response = post_to_url(&stack, token, &body).await;
         assert_eq!(response.status(), status, "{token:?}");
         assert_eq!(
             response.headers()["www-authenticate"].to_str().ok(),
@@ -148,7 +95,7 @@ async fn missing_forged_and_expired_tokens_and_bad_requests_are_refused_before_a
             "not available",
         ),
     ] {
-        let response = post_prompt(&stack, Some(&alice), &body).await;
+        let response = post_to_url(&stack, Some(&alice), &body).await;
         assert_eq!(response.status(), 400, "{body}");
         let refusal: Value = response.json().await.expect("a JSON refusal");
         assert_eq!(refusal["errorType"], "ValidationException", "{refusal}");
@@ -172,20 +119,20 @@ async fn a_conversation_id_reaches_only_the_callers_own_conversation() {
     let stack = url_stack(|_| {}).await;
     let (alice, bob) = (stack.token("alice"), stack.token("bob"));
     let said = "Alice's private question";
-    let response = post_prompt(
+    let response = post_to_url(
         &stack,
         Some(&alice),
         &json!({"conversationId": "shared-id", "prompt": said}),
     )
     .await;
-    assert!(chunks_of(response).await.last().is_some_and(|c| c.done));
-    let response = post_prompt(
+    assert!(sse_chunks(response).await.last().is_some_and(|c| c.done));
+    let response = post_to_url(
         &stack,
         Some(&bob),
         &json!({"conversationId": "shared-id", "prompt": "Bob's question"}),
     )
     .await;
-    let bobs = chunks_of(response).await;
+    let bobs = sse_chunks(response).await;
     assert!(bobs.iter().all(|c| c.owner == sub_for("bob")));
     let bobs_text: String = bobs.iter().map(|c| c.text.as_str()).collect();
     assert!(!bobs_text.contains("Alice"), "{bobs_text}");
@@ -215,7 +162,7 @@ async fn a_client_that_disconnects_stops_the_model() {
     })
     .await;
     let alice = stack.token("alice");
-    let response = post_prompt(
+    let response = post_to_url(
         &stack,
         Some(&alice),
         &json!({"conversationId": "url-3", "prompt": "Talk for a long time.", "maxTokens": 4000}),
@@ -284,10 +231,38 @@ async fn cors_is_the_urls_own_preflights_are_answered_without_the_function() {
         header(&response, "access-control-expose-headers").as_deref(),
         Some("content-type")
     );
-    assert!(chunks_of(response).await.last().is_some_and(|c| c.done));
+    assert!(sse_chunks(response).await.last().is_some_and(|c| c.done));
     assert_eq!(
         stack.function_url.as_ref().map(|u| u.lambda.cold_starts()),
         Some(1)
     );
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_model_error_after_the_first_byte_ends_the_stream_with_a_terminal_error_event() {
+    let stack = url_stack(|_| {}).await;
+    stack
+        .bedrock
+        .set_fault(Some(devstack::bedrock::Fault::Exception {
+            after_deltas: 3,
+            exception: devstack::bedrock::StreamException::ModelStreamError,
+            message: "internal detail that must not reach the user".into(),
+        }));
+    let response = post_to_url(
+        &stack,
+        Some(&stack.token("alice")),
+        &json!({"conversationId": "url-5", "prompt": "Tell me a story."}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let chunks = sse_chunks(response).await;
+    let last = chunks.last().expect("chunks");
+    assert!(last.done, "{last:?}");
+    assert_eq!(last.stop_reason.as_deref(), Some("error"));
+    let error = last.error.as_ref().expect("the error");
+    assert_eq!(error.error_type, "ModelStreamError");
+    assert!(!error.message.contains("internal detail"), "{error:?}");
+    assert!(chunks.len() > 1, "text came before the error: {chunks:?}");
     stack.shutdown().await;
 }

@@ -7,9 +7,14 @@ mod common;
 use common::*;
 use devstack::Stack;
 
-/// A stack whose default model is SmolLM2, loaded before the first prompt.
+/// A stack whose default model is SmolLM2, loaded before the first prompt,
+/// with a function URL too.
 async fn smollm2_stack() -> Stack {
-    let stack = stack_with(resolver(), |c| c.default_model = "smollm2".into()).await;
+    let stack = stack_with(resolver(), |c| {
+        c.default_model = "smollm2".into();
+        c.url_function = Some(url_function());
+    })
+    .await;
     stack
         .bedrock
         .warm("smollm2")
@@ -48,6 +53,31 @@ async fn the_real_model_streams_a_short_answer() {
         last.stop_reason.as_deref(),
         Some("end_turn" | "max_tokens")
     ));
+    stack.shutdown().await;
+}
+
+/// The same model through the second transport: the function URL's
+/// Server-Sent Events.
+#[tokio::test]
+async fn the_real_model_streams_through_the_function_url() {
+    let stack = smollm2_stack().await;
+    let body = serde_json::json!({
+        "conversationId": "conv-url",
+        "prompt": "What is the capital of France?",
+        "maxTokens": 12
+    });
+    let response = post_to_url(&stack, Some(&stack.token("alice")), &body).await;
+    assert_eq!(response.status(), 200);
+    let chunks = sse_chunks(response).await;
+    let last = chunks.last().expect("chunks");
+    assert!(last.done && last.error.is_none(), "{last:?}");
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        text.chars().any(char::is_alphabetic),
+        "real words: {text:?}"
+    );
+    let usage = last.usage.as_ref().expect("usage");
+    assert!((1..=12).contains(&usage.output_tokens), "{usage:?}");
     stack.shutdown().await;
 }
 

@@ -14,3 +14,13 @@ pub(crate) fn resolver() -> FunctionCommand {
         args: Vec::new(),
     }
 }
+
+/// The `function-url` binary of this build: the function behind the
+/// devstack's function URL.
+#[allow(dead_code, reason = "only the function URL tests use it")]
+pub(crate) fn url_function() -> FunctionCommand {
+    FunctionCommand {
+        program: env!("CARGO_BIN_EXE_function-url").into(),
+        args: Vec::new(),
+    }
+}

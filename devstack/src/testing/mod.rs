@@ -6,7 +6,10 @@
 //!
 //! These helpers panic with a message on failure: they are for tests only.
 
+mod function_url;
 pub mod node;
+
+pub use function_url::{post_to_url, sse_chunks, sse_events};
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
