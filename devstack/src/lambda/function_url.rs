@@ -437,3 +437,6 @@ impl FunctionUrlServer {
         self.lambda.stop().await;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -283,3 +283,41 @@ fn accepted(known: bool) -> Response {
             .into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streams_error_is_read_from_lambda_runtimes_body_lines_and_from_trailers() {
+        let lines = b"Lambda-Runtime-Function-Error-Type: Runtime.StreamError\r\nLambda-Runtime-Function-Error-Body: Ym9vbQ==\r\n";
+        assert_eq!(
+            error_trailer_lines(lines),
+            Some(StreamFrame::Error {
+                error_type: "Runtime.StreamError".into(),
+                message: "boom".into(),
+            })
+        );
+        assert_eq!(error_trailer_lines(b"data: {\"seq\":0}\n\n"), None);
+        assert_eq!(
+            error_trailer_lines(b"Lambda-Runtime-Function-Error-Body: eA==\r\n"),
+            None
+        );
+        let mut trailers = HeaderMap::new();
+        trailers.insert(
+            "lambda-runtime-function-error-type",
+            HeaderValue::from_static("Function.Crash"),
+        );
+        trailers.insert(
+            "lambda-runtime-function-error-body",
+            HeaderValue::from_static("Ym9vbQ=="),
+        );
+        assert_eq!(
+            error_trailers(&trailers),
+            Some(StreamFrame::Error {
+                error_type: "Function.Crash".into(),
+                message: "boom".into(),
+            })
+        );
+    }
+}
