@@ -83,7 +83,7 @@ async fn respond_to(frames: Vec<StreamFrame>) -> (StatusCode, HeaderMap, Vec<u8>
 async fn the_prelude_gives_status_and_headers_even_split_across_frames() {
     let prelude =
         br#"{"statusCode":201,"headers":{"content-type":"text/event-stream"},"cookies":["a=b"]}"#;
-    let mut first = prelude[..10].to_vec();
+    let first = prelude[..10].to_vec();
     let mut second = prelude[10..].to_vec();
     second.extend_from_slice(&[0; 4]);
     let mut third = vec![0; 4];
