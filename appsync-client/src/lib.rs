@@ -22,6 +22,9 @@
 //!   connect, subscribe, keep-alive, stop, with Cognito, IAM or API key auth;
 //!   [`RealtimeSocket`] is the same handshake on a socket its owner reads
 //!   frame by frame.
+//! - [`event_stream`]: the same last hop over a Lambda function URL: a
+//!   prompt POSTed with the user's token, its chunks read back as
+//!   Server-Sent Events.
 //! - [`assembler`]: the last hop, chunks in `seq` order, repeats dropped, done
 //!   at the terminal chunk; it tells the `afterSeq` to recover from and
 //!   whether a gap is pending.
@@ -39,6 +42,7 @@ pub mod assembler;
 pub mod chunk;
 pub mod documents;
 pub mod endpoint;
+pub mod event_stream;
 pub mod history;
 pub mod mutation;
 pub mod query;
@@ -53,6 +57,7 @@ pub use documents::{
     SEND_PROMPT, TURN_CHUNKS,
 };
 pub use endpoint::realtime_url_for;
+pub use event_stream::{ChunkEvents, EventStreamError, post_prompt};
 /// A conversation's stored messages and the caller's conversations, read back
 /// (`listMessages`, `listConversations`), every page of them.
 pub use history::{Conversation, Message, list_conversations, list_messages};

@@ -3,11 +3,15 @@
 //! `sendPrompt` over HTTP with the user's JWT, prints the answer as chunks
 //! arrive, then one stats line on stderr. With `--conversation ID` it
 //! continues a conversation kept in the local DynamoDB (the state directory),
-//! so the model sees its earlier turns.
+//! so the model sees its earlier turns. With `--transport function-url` the
+//! same prompt goes to the function URL instead, and the answer streams back
+//! as Server-Sent Events.
 //!
 //! Place in the data path: both ends of it; **this command** (client)
 //! --sendPrompt--> AppSync -> Lambda (resolver) -> Bedrock -> resolver
-//! --publishChunk--> AppSync --onChunk--> **this command** (subscriber).
+//! --publishChunk--> AppSync --onChunk--> **this command** (subscriber); or
+//! **this command** --POST--> function URL -> Lambda (function URL function)
+//! -> Bedrock, its events back to **this command**.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -48,6 +52,19 @@ pub(super) struct ChatArgs {
     /// history); a new one when absent. The stats line names it.
     #[arg(long)]
     conversation: Option<String>,
+    /// How the answer streams back: `appsync` (a subscription) or
+    /// `function-url` (Server-Sent Events from a Lambda function URL).
+    #[arg(long, value_enum, default_value_t = Transport::Appsync)]
+    transport: Transport,
+}
+
+/// The transports `devstack chat` can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Transport {
+    /// `sendPrompt` and an `onChunk` subscription.
+    Appsync,
+    /// A POST to the function URL, answered with Server-Sent Events.
+    FunctionUrl,
 }
 
 /// Starts a stack on a free port, runs the chat, and stops the
@@ -59,8 +76,14 @@ pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     config.default_model = args.model.clone();
     config.bedrock.scripted_tokens_per_second = args.scripted_rate;
     config.dynamodb = Some(super::dynamodb_config(None)?);
+    if args.transport == Transport::FunctionUrl {
+        config.url_function = Some(super::self_as_url_function()?);
+    }
     let stack = Stack::start(config).await?;
-    let result = chat(&stack, &args).await;
+    let result = match args.transport {
+        Transport::Appsync => chat(&stack, &args).await,
+        Transport::FunctionUrl => chat_over_url(&stack, &args).await,
+    };
     stack.shutdown().await;
     result
 }
@@ -136,6 +159,59 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     if !matches!(ended, Ok(Ok(_))) {
         eprintln!("(the turn may not be stored: its invocation did not end in time)");
     }
+    report(&last, first_chunk, chunks, started.elapsed())?;
+    eprintln!("continue this conversation with --conversation {conversation_id}");
+    Ok(())
+}
+
+/// Warms the model, POSTs the prompt to the function URL, and prints the
+/// chunks of its event stream in `seq` order until the terminal one.
+async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
+    stack
+        .bedrock
+        .warm(&args.model)
+        .await
+        .with_context(|| format!("could not load the model `{}`", args.model))?;
+    let url = stack
+        .function_url()
+        .context("the stack has no function URL")?;
+    let token = stack.token(&args.user);
+    let conversation_id = args
+        .conversation
+        .clone()
+        .unwrap_or_else(|| format!("chat-{}", uuid::Uuid::new_v4().simple()));
+    let mut input =
+        json!({"conversationId": conversation_id, "prompt": args.prompt, "modelId": args.model});
+    if let Some(max_tokens) = args.max_tokens {
+        input["maxTokens"] = json!(max_tokens);
+    }
+    let started = Instant::now();
+    let deadline = Duration::from_secs(args.timeout);
+    let answer = async {
+        let mut events =
+            appsync_client::post_prompt(&reqwest::Client::new(), &url, &token, &input).await?;
+        let mut assembler = TurnAssembler::new();
+        let mut first_chunk = None;
+        let mut chunks = 0usize;
+        let mut stdout = std::io::stdout();
+        while assembler.finished().is_none() {
+            let Some(chunk) = events.next().await? else {
+                bail!("the stream ended before the answer did")
+            };
+            for chunk in assembler.push(chunk) {
+                first_chunk.get_or_insert_with(|| started.elapsed());
+                chunks += 1;
+                print!("{}", chunk.text);
+                stdout.flush()?;
+            }
+        }
+        println!();
+        let last = assembler.finished().cloned().context("no terminal chunk")?;
+        anyhow::Ok((last, first_chunk, chunks))
+    };
+    let (last, first_chunk, chunks) = tokio::time::timeout(deadline, answer)
+        .await
+        .context("no answer before the timeout")??;
     report(&last, first_chunk, chunks, started.elapsed())?;
     eprintln!("continue this conversation with --conversation {conversation_id}");
     Ok(())

@@ -179,6 +179,15 @@ fn self_as_function() -> anyhow::Result<FunctionCommand> {
     })
 }
 
+/// This executable, re-run as the function URL function's execution
+/// environment (`devstack worker-url`).
+fn self_as_url_function() -> anyhow::Result<FunctionCommand> {
+    Ok(FunctionCommand {
+        program: std::env::current_exe()?,
+        args: vec!["worker-url".into()],
+    })
+}
+
 /// Logs to stderr at `default` unless `RUST_LOG` says otherwise.
 fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

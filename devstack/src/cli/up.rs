@@ -61,6 +61,10 @@ pub(super) struct UpArgs {
     /// The built web chat to serve at `/` of the HTTPS listener.
     #[arg(long, default_value = "client-examples/web/dist")]
     web_dir: PathBuf,
+    /// Where the function URL (the same relay answered with Server-Sent
+    /// Events) listens.
+    #[arg(long, default_value = "127.0.0.1:4001")]
+    function_url_bind: SocketAddr,
 }
 
 /// Starts the stack with `args`, prints its endpoints and credentials, and
@@ -84,6 +88,8 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         .transpose()?;
     config.dynamodb = Some(super::dynamodb_config(args.infra_dir.as_deref())?);
     config.infra_dir = args.infra_dir;
+    config.url_function = Some(super::self_as_url_function()?);
+    config.function_url_bind = args.function_url_bind;
     let tls_dir = crate::state_dir().join("tls");
     config.tls = Some(crate::tls::DevCertificate::load_or_create(&tls_dir)?);
     config.tls_bind = args.tls_bind;
@@ -115,6 +121,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  its CA            {}",
         crate::tls::DevCertificate::ca_path(&tls_dir).display()
     );
+    if let Some(url) = stack.function_url() {
+        println!("  Function URL      {url}  (POST, Server-Sent Events; try: curl -N -H \"authorization: Bearer $TOKEN\" -d '{{\"conversationId\":\"c1\",\"prompt\":\"Hi\"}}' -H content-type:application/json {url})");
+    }
     println!("  Cognito issuer    {}", stack.user_pool.issuer());
     println!(
         "  Cognito JWKS      {}/.well-known/jwks.json",

@@ -9,7 +9,7 @@
 mod function_url;
 pub mod node;
 
-pub use function_url::{post_to_url, sse_chunks, sse_events};
+pub use function_url::{post_to_url, sse_chunks};
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
