@@ -8,11 +8,11 @@
 //! point Lambda freezes the execution environment
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html>).
 //! The POST is answered when the body ends, which is the turn's end, except
-//! when the client disconnects: the response is cut there, and a turn still
-//! writing would be frozen mid-stream with its model stream open. So the
-//! invocation waits, after the POST, for every turn it started to end: the
-//! turn's next write fails, which cancels it and drops the model stream,
-//! and only then does the runtime ask for the next event.
+//! when the connection breaks first: a turn still writing would then be
+//! frozen mid-stream with its model stream open, and thawed into the next
+//! invocation. So the invocation waits, after the POST, for every turn it
+//! started to end: the turn's next write fails, which cancels it and drops
+//! the model stream, and only then does the runtime ask for the next event.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -21,9 +21,13 @@
 //! `AuthType: NONE` (the function checks tokens itself, [`cognito`]); CORS is
 //! the URL's own configuration, which Lambda applies to every response.
 //!
-//! A client that disconnects stops the model ([`stream`]). Turn ids are the
-//! function's (a new one per request), so the conversation's history and
-//! record are kept as for AppSync turns; quotas are not yet enforced here.
+//! A client that disconnects does not stop the turn: Lambda does not tell a
+//! streaming function that its client left, and runs it to its end
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html>),
+//! so the answer is generated and stored in full, and billed. A broken
+//! response stream does stop it ([`stream`]). Turn ids are the function's (a
+//! new one per request), so the conversation's history and record are kept
+//! as for AppSync turns; quotas are not yet enforced here.
 //!
 //! # Layout
 //! - `request`: the function URL event and the prompt in its body.

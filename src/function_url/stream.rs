@@ -5,13 +5,16 @@
 //! bytes written here go to the Runtime API as the invocation's chunked
 //! response body, behind the HTTP prelude.
 //!
-//! Lambda does not stop a streaming function when its client disconnects: it
-//! keeps running, and keeps being billed. The stream finds out itself: once
-//! the function URL has dropped the response, the next write fails. So that
-//! a client that leaves during a long silence (the model still reading a
-//! long prompt) is noticed too, an SSE comment (`: ping`) goes out every
-//! [`PING_INTERVAL`]. The first failed write marks the stream gone, which
-//! cancels the turn and so drops the model stream.
+//! A client that disconnects is not reported to the function: Lambda keeps
+//! the response stream open and the function running to its end, billed for
+//! all of it (same page). What the stream does notice is its own end: a
+//! write fails once the Runtime API connection is gone (the runtime or the
+//! Runtime API broke off, or a local emulator that closes it when its client
+//! leaves), and the first failed write marks the stream gone, which cancels
+//! the turn and so drops the model stream. An SSE comment (`: ping`) goes out
+//! every [`PING_INTERVAL`], so that proxies and browsers keep a stream open
+//! through a long silence (the model still reading a long prompt), and so
+//! that a broken stream is found then too.
 //!
 //! Limits, from the same page: a streamed response may be at most
 //! [`MAX_RESPONSE_BYTES`] (200 MB); the first 6 MB go at full speed and the

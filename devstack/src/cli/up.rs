@@ -122,7 +122,9 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
         crate::tls::DevCertificate::ca_path(&tls_dir).display()
     );
     if let Some(url) = stack.function_url() {
-        println!("  Function URL      {url}  (POST, Server-Sent Events; try: curl -N -H \"authorization: Bearer $TOKEN\" -d '{{\"conversationId\":\"c1\",\"prompt\":\"Hi\"}}' -H content-type:application/json {url})");
+        println!(
+            "  Function URL      {url}  (POST, Server-Sent Events; try: curl -N -H \"authorization: Bearer $TOKEN\" -d '{{\"conversationId\":\"c1\",\"prompt\":\"Hi\"}}' -H content-type:application/json {url})"
+        );
     }
     println!("  Cognito issuer    {}", stack.user_pool.issuer());
     println!(

@@ -22,8 +22,8 @@
 //!   function, and the configured headers go on every response from an
 //!   allowed origin, over any the function set
 //!   (<https://docs.aws.amazon.com/lambda/latest/dg/urls-configuration.html#urls-cors>);
-//! - a client that disconnects drops the response, and the Runtime API then
-//!   closes the function's response connection (see `runtime_api`).
+//! - a client that disconnects drops the response; the function is not told
+//!   and streams on to its end, as on AWS (see `runtime_api`).
 
 use std::net::SocketAddr;
 

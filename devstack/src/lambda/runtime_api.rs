@@ -137,9 +137,15 @@ async fn invocation_response(
 /// and the environment is free). A mid-stream error arrives as the
 /// `Lambda-Runtime-Function-Error-Type` and `-Body` trailers the runtime
 /// declared; `lambda_runtime` writes them as the body's last lines instead,
-/// so both are read. When the invoker has gone (the function URL's client
-/// disconnected), the rest is not read and the connection is closed, so the
-/// runtime's next write fails.
+/// so both are read.
+///
+/// When the invoker has gone (the function URL's client disconnected), the
+/// rest is still read, to its end, and dropped: Lambda does not interrupt or
+/// stop a streamed response when the invoking client's connection breaks,
+/// and bills the function's whole duration
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html>),
+/// so the function's writes keep succeeding and it learns nothing of the
+/// departure.
 async fn stream_response(
     api: &EnvironmentApi,
     id: &str,
@@ -148,6 +154,7 @@ async fn stream_response(
 ) -> Response {
     let mut body = body;
     let mut error = None;
+    let mut reader_left = false;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             // The runtime's connection broke: the response ends here.
@@ -168,16 +175,9 @@ async fn stream_response(
                 continue;
             }
         };
-        if frames.send(frame).await.is_err() {
-            tracing::info!(target: "lambda", request_id = %id, "the stream's reader left; closing the response");
-            api.service.finish(api.id, id, Ok(Value::Null));
-            let mut gone =
-                (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response();
-            gone.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                HeaderValue::from_static("close"),
-            );
-            return gone;
+        if !reader_left && frames.send(frame).await.is_err() {
+            tracing::info!(target: "lambda", request_id = %id, "the stream's reader left; the function streams on, unread");
+            reader_left = true;
         }
     }
     let result = match error {
