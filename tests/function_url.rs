@@ -294,3 +294,60 @@ async fn a_model_error_after_the_first_byte_ends_the_stream_with_a_terminal_erro
     assert!(chunks.len() > 1, "text came before the error: {chunks:?}");
     stack.shutdown().await;
 }
+
+/// `POST /cancel` stops the caller's own turn, from another request (so
+/// another execution environment): the stream ends `cancelled` and the
+/// model stops. Another user's cancellation of it reaches nothing.
+#[tokio::test]
+async fn the_owner_cancels_a_streaming_turn_and_the_model_stops() {
+    let stack = url_stack(|c| {
+        c.bedrock.scripted_tokens_per_second = 20.0;
+        c.bedrock.scripted_repeat = true;
+    })
+    .await;
+    let (alice, bob) = (stack.token("alice"), stack.token("bob"));
+    let input =
+        json!({"conversationId": "url-6", "prompt": "Talk for a long time.", "maxTokens": 4000});
+    let response = post_to_url(&stack, Some(&alice), &input).await;
+    let mut events = appsync_client::ChunkEvents::new(response);
+    let first = tokio::time::timeout(TURN_TIMEOUT, events.next())
+        .await
+        .expect("a first chunk in time")
+        .expect("a chunk")
+        .expect("not ended");
+    let url = format!("{}cancel", stack.function_url().expect("a function URL"));
+    let cancel = |token: String| {
+        let url = url.clone();
+        let body = json!({"conversationId": "url-6", "turnId": first.turn_id});
+        async move {
+            let response = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("an answer");
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.expect("JSON")
+        }
+    };
+    assert_eq!(cancel(bob).await, json!({"cancelled": false}));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        stack.bedrock.active_generations() > 0,
+        "bob stopped nothing"
+    );
+    assert_eq!(cancel(alice.clone()).await, json!({"cancelled": true}));
+    let mut last = first;
+    while let Some(chunk) = tokio::time::timeout(TURN_TIMEOUT, events.next())
+        .await
+        .expect("the stream ends in time")
+        .expect("a chunk")
+    {
+        last = chunk;
+    }
+    assert!(last.done, "{last:?}");
+    assert_eq!(last.stop_reason.as_deref(), Some("cancelled"));
+    assert_model_stops(&stack, Duration::from_secs(5)).await;
+    stack.shutdown().await;
+}

@@ -24,8 +24,9 @@
 //! A client that disconnects does not stop the turn: Lambda does not tell a
 //! streaming function that its client left, and runs it to its end
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html>),
-//! so the answer is generated and stored in full, and billed. A broken
-//! response stream does stop it ([`stream`]). Turn ids are the function's (a
+//! so the answer is generated and stored in full, and billed. A client that
+//! wants its answer to stop sends `POST /cancel` ([`cancel`]); a broken
+//! response stream stops it too ([`stream`]). Turn ids are the function's (a
 //! new one per request), so the conversation's history and record are kept
 //! as for AppSync turns; quotas are not yet enforced here.
 //!
@@ -35,7 +36,9 @@
 //! - `stream`: the response stream: writes, pings, the size limit, the
 //!   client's departure.
 //! - `invocation`: an invocation ends only once its turn has.
+//! - `cancel`: `POST /cancel`, a client stopping its own turn.
 
+mod cancel;
 mod cognito;
 mod invocation;
 mod request;
@@ -64,6 +67,7 @@ use crate::state::Core;
 use crate::turn::TurnContext;
 use crate::vocabulary::ErrorType;
 
+pub use cancel::CANCEL_POLL;
 pub use cognito::{AuthError, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, VerifiedUser};
 pub use request::{FunctionUrlRequest, RequestError, UrlHttp, UrlRequestContext};
 pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE};
@@ -218,6 +222,12 @@ pub async fn handle(
 ) -> Result<Response<Body>, UrlError> {
     let started = Instant::now();
     let request = FunctionUrlRequest::from_value(event.payload)?;
+    if request.raw_path.as_deref() == Some(CANCEL_PATH) {
+        return Ok(match cancel_turn(&state, &request).await {
+            Ok(cancelled) => answer(StatusCode::OK, &json!({"cancelled": cancelled})),
+            Err(refusal) => refuse(refusal),
+        });
+    }
     let turn = match admit(&state, &request).await {
         Ok(turn) => turn,
         Err(refusal) => return Ok(refuse(refusal)),
@@ -234,6 +244,41 @@ pub async fn handle(
     Ok(Response {
         metadata_prelude: prelude(StatusCode::OK, "text/event-stream"),
         stream: body,
+    })
+}
+
+/// The path of a cancellation.
+const CANCEL_PATH: &str = "/cancel";
+
+/// `POST /cancel`: asks the caller's own turn to stop; whether it was still
+/// running.
+async fn cancel_turn(state: &UrlState, request: &FunctionUrlRequest) -> Result<bool, Refusal> {
+    let input: cancel::CancelInput = request.json_body()?;
+    let user = state
+        .verifier
+        .verify(request.header("authorization"))
+        .await?;
+    let Some(ids) = input.turn_of(user.sub) else {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::Validation.as_str(),
+            "conversationId and turnId must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'",
+        ));
+    };
+    let Some(store) = &state.core.store else {
+        return Err(Refusal::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotSupported",
+            "turns cannot be cancelled here",
+        ));
+    };
+    store.request_cancel(&ids).await.map_err(|error| {
+        warn!(%error, "could not record the cancellation");
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the answer could not be stopped just now; try again",
+        )
     })
 }
 
@@ -320,7 +365,13 @@ async fn stream_turn(
         deadline,
         started,
     };
-    let outcome = relay_turn(&state.core, &ctx, turn, request_id, stream.gone()).await;
+    let stopped = async {
+        tokio::select! {
+            () = stream.gone() => {}
+            () = cancel::cancelled(state.core.store.as_ref(), &turn.ids) => {}
+        }
+    };
+    let outcome = relay_turn(&state.core, &ctx, turn, request_id, stopped).await;
     pings.abort();
     match outcome {
         Ok(o) => info!(stop_reason = %o.stop_reason, chunks = o.chunks, "stream ended"),
@@ -331,26 +382,31 @@ async fn stream_turn(
 
 /// A refusal as the HTTP answer: its status and `{"errorType", "message"}`.
 fn refuse(refusal: Refusal) -> Response<Body> {
-    let mut metadata_prelude = prelude(refusal.status, "application/json");
+    let body = json!({"errorType": refusal.error_type, "message": refusal.message});
+    let mut response = answer(refusal.status, &body);
+    let headers = &mut response.metadata_prelude.headers;
     if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
-        metadata_prelude
-            .headers
-            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        headers.insert(http::header::ALLOW, HeaderValue::from_static("POST"));
     }
     if refusal.status == StatusCode::UNAUTHORIZED {
-        metadata_prelude.headers.insert(
+        headers.insert(
             http::header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer"),
         );
     }
-    let body = json!({"errorType": refusal.error_type, "message": refusal.message}).to_string();
+    response
+}
+
+/// A short JSON answer with `status`.
+fn answer(status: StatusCode, body: &Value) -> Response<Body> {
+    let body = body.to_string();
     let (mut sender, stream) = lambda_runtime::streaming::channel();
     tokio::spawn(async move {
         // The body is all or nothing: a client that left needs none of it.
         let _ = sender.send_data(Bytes::from(body)).await;
     });
     Response {
-        metadata_prelude,
+        metadata_prelude: prelude(status, "application/json"),
         stream,
     }
 }

@@ -24,6 +24,9 @@ use crate::event::SendPromptInput;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionUrlRequest {
+    /// The path, e.g. `/` or `/cancel`.
+    #[serde(default)]
+    pub raw_path: Option<String>,
     /// Request headers, names in lower case.
     #[serde(default)]
     pub headers: HashMap<String, String>,
@@ -67,11 +70,11 @@ pub enum RequestError {
     #[error("the invocation is not a function URL request")]
     NotAnHttpRequest,
     /// A method other than `POST`.
-    #[error("send the prompt with POST")]
+    #[error("use POST")]
     MethodNotAllowed,
-    /// No body, a body that is not UTF-8 JSON, or JSON without
-    /// `conversationId` and `prompt`.
-    #[error("the body must be JSON with conversationId and prompt: {0}")]
+    /// No body, a body that is not UTF-8 JSON, or JSON without the
+    /// request's fields (`conversationId` and `prompt` for a prompt).
+    #[error("the body is not a valid request: {0}")]
     BadBody(String),
 }
 
@@ -95,6 +98,15 @@ impl FunctionUrlRequest {
     /// [`RequestError::MethodNotAllowed`] for another method,
     /// [`RequestError::BadBody`] when the body is not the input's JSON.
     pub fn prompt_input(&self) -> Result<SendPromptInput, RequestError> {
+        self.json_body()
+    }
+
+    /// The JSON body of a `POST`, as `T`.
+    ///
+    /// # Errors
+    /// [`RequestError::MethodNotAllowed`] for another method,
+    /// [`RequestError::BadBody`] when the body is not `T`'s JSON.
+    pub fn json_body<T: serde::de::DeserializeOwned>(&self) -> Result<T, RequestError> {
         if !self
             .request_context
             .http

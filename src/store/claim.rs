@@ -132,6 +132,55 @@ impl Store {
             .map_err(|e| self.error("UpdateItem", &e))
     }
 
+    /// Asks running turn `ids` to stop: sets `cancelRequested` on its claim,
+    /// which the turn's streaming environment reads ([`Self::cancel_requested`]).
+    /// The claim's key holds the owner, so a caller reaches only their own
+    /// turns. `false` when there is no such turn still running.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the write fails for another reason.
+    pub(crate) async fn request_cancel(&self, ids: &TurnIds) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(turn_key(ids)))
+            .update_expression("SET cancelRequested = :yes")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(finishedAt)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e) => Err(self.error("UpdateItem", &e)),
+        }
+    }
+
+    /// Whether turn `ids`'s owner has asked it to stop (a strongly consistent
+    /// read of its claim).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub(crate) async fn cancel_requested(&self, ids: &TurnIds) -> Result<bool, StoreError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(turn_key(ids)))
+            .consistent_read(true)
+            .projection_expression("cancelRequested")
+            .send()
+            .await
+            .map_err(|e| self.error("GetItem", &e))?;
+        Ok(read
+            .item()
+            .and_then(|item| item.get("cancelRequested"))
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false))
+    }
+
     /// The claim of turn `ids` (a strongly consistent read), `None` when
     /// there is none.
     ///
