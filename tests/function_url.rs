@@ -23,6 +23,18 @@ async fn url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
     .await
 }
 
+/// The caller's messages of `conversation` once a turn's answer is stored.
+async fn stored_turn(
+    stack: &Stack,
+    token: &str,
+    conversation: &str,
+) -> Vec<appsync_client::Message> {
+    stack
+        .stored_answer(token, conversation, Duration::from_secs(10))
+        .await
+        .expect("the answer is stored")
+}
+
 #[tokio::test]
 async fn a_prompt_streams_back_as_server_sent_events_ending_with_the_terminal_chunk() {
     let stack = url_stack(|_| {}).await;
@@ -139,15 +151,11 @@ async fn a_conversation_id_reaches_only_the_callers_own_conversation() {
     assert!(!bobs_text.contains("Alice"), "{bobs_text}");
 
     // Each sees only their own turn of "shared-id" through AppSync too.
-    let http = reqwest::Client::new();
-    let graphql = stack.graphql_url();
     for (token, own, other) in [
         (&alice, said, "Bob's question"),
         (&bob, "Bob's question", said),
     ] {
-        let messages = appsync_client::list_messages(&http, &graphql, token, "shared-id")
-            .await
-            .expect("the messages");
+        let messages = stored_turn(&stack, token, "shared-id").await;
         assert!(messages.iter().any(|m| m.text == own), "{messages:?}");
         assert!(!messages.iter().any(|m| m.text == other), "{messages:?}");
     }
@@ -193,15 +201,11 @@ async fn a_client_that_disconnects_does_not_stop_the_function_as_on_aws() {
         .expect("the invocation ends")
         .expect("an outcome");
     assert!(outcome.result.is_ok(), "{:?}", outcome.result);
-    let messages = appsync_client::list_messages(
-        &reqwest::Client::new(),
-        &stack.graphql_url(),
-        &alice,
-        "url-3",
-    )
-    .await
-    .expect("the messages");
-    let answer = messages.iter().find(|m| m.is_answer()).expect("the answer");
+    let messages = stored_turn(&stack, &alice, "url-3").await;
+    let answer = messages
+        .into_iter()
+        .find(appsync_client::Message::is_answer)
+        .expect("the answer");
     assert_eq!(answer.stop_reason.as_deref(), Some("max_tokens"));
     assert_eq!(
         answer.text,

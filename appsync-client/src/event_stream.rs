@@ -34,7 +34,9 @@ pub enum EventStreamError {
 /// An answer streaming from a function URL.
 pub struct ChunkEvents {
     response: reqwest::Response,
-    buffer: String,
+    /// Bytes read and not yet dispatched; decoded a whole event at a time,
+    /// so a character split across two reads stays whole.
+    buffer: Vec<u8>,
 }
 
 /// POSTs `input` (the `SendPromptInput` JSON: `conversationId`, `prompt`,
@@ -77,7 +79,7 @@ impl ChunkEvents {
     pub fn new(response: reqwest::Response) -> Self {
         Self {
             response,
-            buffer: String::new(),
+            buffer: Vec::new(),
         }
     }
 
@@ -95,7 +97,7 @@ impl ChunkEvents {
                     .map_err(EventStreamError::NotAChunk);
             }
             match self.response.chunk().await? {
-                Some(bytes) => self.buffer.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(bytes) => self.buffer.extend_from_slice(&bytes),
                 None => return Ok(None),
             }
         }
@@ -104,20 +106,34 @@ impl ChunkEvents {
     /// The data of the next complete event in the buffer, if any.
     fn next_event_data(&mut self) -> Option<String> {
         loop {
-            let end = self.buffer.find("\n\n")?;
-            let block: String = self.buffer.drain(..end + 2).collect();
-            if let Some(data) = event_data(&block) {
+            let (end, blank) = event_end(&self.buffer)?;
+            let block: Vec<u8> = self.buffer.drain(..end + blank).collect();
+            if let Some(data) = event_data(&String::from_utf8_lossy(&block[..end])) {
                 return Some(data);
             }
         }
     }
 }
 
+/// Where the first event of `buffer` ends, and the length of the blank line
+/// that ends it (`\n\n`, `\r\n\r\n` or `\r\r`, as the format allows).
+fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
+    [&b"\r\n\r\n"[..], b"\n\n", b"\r\r"]
+        .into_iter()
+        .filter_map(|blank| {
+            buffer
+                .windows(blank.len())
+                .position(|w| w == blank)
+                .map(|at| (at, blank.len()))
+        })
+        .min_by_key(|(at, _)| *at)
+}
+
 /// The `data` of one event block: its `data:` lines joined with line
 /// breaks; `None` for a block without any (a comment).
 pub fn event_data(block: &str) -> Option<String> {
     let lines: Vec<&str> = block
-        .lines()
+        .split(['\n', '\r'])
         .filter_map(|line| line.strip_prefix("data:"))
         .map(|v| v.strip_prefix(' ').unwrap_or(v))
         .collect();
@@ -136,5 +152,13 @@ mod tests {
         );
         assert_eq!(event_data("data:x\ndata: y\n").as_deref(), Some("x\ny"));
         assert_eq!(event_data(": ping\n\n"), None);
+        assert_eq!(event_data("data: a\r\ndata: b").as_deref(), Some("a\nb"));
+    }
+
+    #[test]
+    fn events_end_at_any_blank_line_the_format_allows() {
+        assert_eq!(event_end(b"data: x\n\ndata: y\n\n"), Some((7, 2)));
+        assert_eq!(event_end(b"data: x\r\n\r\n"), Some((7, 4)));
+        assert_eq!(event_end(b"data: x\n"), None);
     }
 }

@@ -485,6 +485,35 @@ impl Stack {
         .await
     }
 
+    /// The messages of `token`'s user's conversation `conversation_id` once
+    /// one of its answers is stored, read through the API (`listMessages`)
+    /// every 100 ms; `None` when none is within `within`. A function URL's
+    /// body ends with the terminal event and its answer is written just
+    /// after, so a client that wants the record waits for it.
+    pub async fn stored_answer(
+        &self,
+        token: &str,
+        conversation_id: &str,
+        within: Duration,
+    ) -> Option<Vec<appsync_client::Message>> {
+        let http = reqwest::Client::new();
+        let graphql_url = self.graphql_url();
+        let stored = async {
+            loop {
+                let listed =
+                    appsync_client::list_messages(&http, &graphql_url, token, conversation_id)
+                        .await;
+                if let Ok(messages) = listed
+                    && messages.iter().any(appsync_client::Message::is_answer)
+                {
+                    return messages;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(within, stored).await.ok()
+    }
+
     /// A fresh ID token for a dev user.
     pub fn token(&self, username: &str) -> String {
         self.user_pool

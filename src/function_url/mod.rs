@@ -10,8 +10,10 @@
 //! JSON body `{"errorType", "message"}` when it fails. An accepted request
 //! gets `200` with `text/event-stream`: one Server-Sent Event per chunk
 //! (`id:` the `seq`, `data:` the chunk's JSON, as `onChunk` delivers it),
-//! the terminal chunk last. Anything that goes wrong after the first byte
-//! ends the stream with a terminal chunk carrying the error, as on AppSync.
+//! the terminal chunk last, which ends the body. What goes wrong after the
+//! first byte (the model, a write) ends the stream with a terminal chunk
+//! carrying the error, as on AppSync; a turn that panics cuts the stream
+//! short instead, so the client sees it fail rather than end.
 //!
 //! The response is built on `lambda_runtime`'s streaming response: its
 //! HTTP integration prelude carries the status and headers, then the body
@@ -48,13 +50,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use lambda_runtime::streaming::{Body, Response};
 use lambda_runtime::{Diagnostic, LambdaEvent, MetadataPrelude};
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::event::{
@@ -70,7 +73,7 @@ use crate::vocabulary::ErrorType;
 pub use cancel::CANCEL_POLL;
 pub use cognito::{AuthError, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, VerifiedUser};
 pub use request::{FunctionUrlRequest, RequestError, UrlHttp, UrlRequestContext};
-pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE};
+pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE, WRITE_TIMEOUT};
 
 use invocation::{EndWithTurns, RunningTurns};
 use stream::ResponseStream;
@@ -237,10 +240,22 @@ pub async fn handle(
     let stream = ResponseStream::new(sender);
     let request_id = event.context.request_id;
     let running = state.turns.start();
-    tokio::spawn(async move {
-        stream_turn(&state, &turn, stream, deadline, started, &request_id).await;
+    let turn_task = async move {
+        let streamed = std::panic::AssertUnwindSafe(stream_turn(
+            &state,
+            &turn,
+            stream.clone(),
+            deadline,
+            started,
+            &request_id,
+        ));
+        if streamed.catch_unwind().await.is_err() {
+            warn!("the turn failed unexpectedly; its stream is cut short");
+            stream.abort().await;
+        }
         drop(running);
-    });
+    };
+    tokio::spawn(turn_task.instrument(tracing::Span::current()));
     Ok(Response {
         metadata_prelude: prelude(StatusCode::OK, "text/event-stream"),
         stream: body,
@@ -284,11 +299,11 @@ async fn cancel_turn(state: &UrlState, request: &FunctionUrlRequest) -> Result<b
 
 /// Checks the request: its token, its input, its model.
 async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnRequest, Refusal> {
-    let input = request.prompt_input()?;
     let user = state
         .verifier
         .verify(request.header("authorization"))
         .await?;
+    let input = request.prompt_input()?;
     let turn =
         turn_request(&state.core.config, user, input, state.verifier.issuer()).map_err(|e| {
             Refusal::new(
@@ -302,8 +317,7 @@ async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnReq
             StatusCode::BAD_REQUEST,
             ErrorType::Validation.as_str(),
             format!(
-                "modelId '{}' is not available; use one of: {}.",
-                turn.model_id,
+                "this modelId is not available; use one of: {}.",
                 state.allowed_models.join(", ")
             ),
         ));
@@ -461,6 +475,7 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     });
     lambda_runtime::Runtime::new(handler)
         .layer(turns)
+        .layer(lambda_runtime::layers::TracingLayer::new())
         .run()
         .await
 }

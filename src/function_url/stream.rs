@@ -14,7 +14,10 @@
 //! the turn and so drops the model stream. An SSE comment (`: ping`) goes out
 //! every [`PING_INTERVAL`], so that proxies and browsers keep a stream open
 //! through a long silence (the model still reading a long prompt), and so
-//! that a broken stream is found then too.
+//! that a broken stream is found then too: `lambda_runtime` forwards the body
+//! through a task of its own, which notices a broken connection on its next
+//! send, so the failure shows on the write after that. A write the Runtime
+//! API does not take within [`WRITE_TIMEOUT`] counts as a broken stream too.
 //!
 //! Limits, from the same page: a streamed response may be at most
 //! [`MAX_RESPONSE_BYTES`] (200 MB); the first 6 MB go at full speed and the
@@ -40,9 +43,12 @@ pub const MAX_RESPONSE_BYTES: u64 = 200 * 1024 * 1024;
 /// Bytes kept back at the end of [`MAX_RESPONSE_BYTES`] for the terminal
 /// event.
 pub const TERMINAL_RESERVE: u64 = 1024 * 1024;
-/// How often an idle stream sends an SSE comment to find out whether its
-/// client is still there.
+/// How often the stream sends an SSE comment (`: ping`), whatever else it
+/// sends, so that proxies and browsers keep it open through a silence.
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// The longest a write may wait for the Runtime API to take it; a stream
+/// that does not take bytes for this long is treated as gone.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One invocation's response stream; clones share it.
 #[derive(Clone)]
@@ -90,9 +96,17 @@ impl ResponseStream {
         }
     }
 
-    /// Ends the response: the body ends once every clone is done writing.
+    /// Ends the response now; later writes from any clone fail.
     pub(crate) async fn finish(&self) {
         self.inner.sender.lock().await.take();
+    }
+
+    /// Cuts the response short, so the Runtime API sees it fail rather than
+    /// end (for a turn that panicked: no terminal event was written).
+    pub(crate) async fn abort(&self) {
+        if let Some(sender) = self.inner.sender.lock().await.take() {
+            sender.abort();
+        }
     }
 
     /// Sends an SSE comment every [`PING_INTERVAL`] until the stream is gone
@@ -123,23 +137,39 @@ impl ResponseStream {
         let Some(sender) = sender.as_mut() else {
             return Err("the response has ended".into());
         };
-        match sender.send_data(bytes).await {
-            Ok(()) => {
+        match tokio::time::timeout(WRITE_TIMEOUT, sender.send_data(bytes)).await {
+            Ok(Ok(())) => {
                 self.inner.written.fetch_add(len, Ordering::SeqCst);
                 Ok(())
             }
-            Err(error) => {
-                self.inner.gone.store(true, Ordering::SeqCst);
-                self.inner.left.notify_waiters();
-                Err(format!("the client has gone: {error}").into())
+            Ok(Err(error)) => {
+                self.mark_gone();
+                Err(format!("the response stream has gone: {error}").into())
+            }
+            Err(_) => {
+                self.mark_gone();
+                Err("the response stream took no bytes in time".into())
             }
         }
+    }
+}
+
+impl ResponseStream {
+    fn mark_gone(&self) {
+        self.inner.gone.store(true, Ordering::SeqCst);
+        self.inner.left.notify_waiters();
     }
 }
 
 impl EventWriter for ResponseStream {
     async fn write(&self, bytes: Bytes) -> Result<(), SinkError> {
         self.send(bytes).await
+    }
+
+    /// The terminal event is the last: the body ends with it, so the client
+    /// is done while the turn's record is still being written.
+    async fn end(&self) {
+        self.finish().await;
     }
 }
 

@@ -37,6 +37,11 @@ pub(crate) fn event(chunk: &Chunk) -> Result<Bytes, serde_json::Error> {
 pub trait EventWriter: Sync {
     /// Writes `bytes` to the response, in order with earlier writes.
     fn write(&self, bytes: Bytes) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Ends the response after the terminal event (nothing by default).
+    fn end(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The chunks of a turn, as Server-Sent Events on `writer`.
@@ -53,7 +58,8 @@ impl<W: EventWriter> SseSink<W> {
 
 impl<W: EventWriter> ChunkSink for SseSink<W> {
     /// One write per chunk and no retries: a stream either takes the bytes
-    /// or has ended, and a repeat could not reach a reader that left.
+    /// or has ended, and a repeat could not reach a reader that left. The
+    /// terminal chunk's write ends the stream.
     async fn publish(&self, chunk: &Chunk) -> PublishReport {
         let bytes = match event(chunk) {
             Ok(bytes) => bytes,
@@ -64,9 +70,13 @@ impl<W: EventWriter> ChunkSink for SseSink<W> {
                 };
             }
         };
+        let result = self.writer.write(bytes).await;
+        if result.is_ok() && chunk.done {
+            self.writer.end().await;
+        }
         PublishReport {
             attempts: 1,
-            result: self.writer.write(bytes).await,
+            result,
         }
     }
 }

@@ -212,6 +212,14 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     let (last, first_chunk, chunks) = tokio::time::timeout(deadline, answer)
         .await
         .context("no answer before the timeout")??;
+    // The answer is written just after the stream's end: wait for it before
+    // the stack stops, so that --conversation finds it.
+    let stored = stack
+        .stored_answer(&token, &conversation_id, Duration::from_secs(10))
+        .await;
+    if stored.is_none() {
+        eprintln!("(the turn may not be stored: its answer was not written in time)");
+    }
     report(&last, first_chunk, chunks, started.elapsed())?;
     eprintln!("continue this conversation with --conversation {conversation_id}");
     Ok(())

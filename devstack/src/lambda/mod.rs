@@ -154,6 +154,9 @@ enum Reply {
     /// `InvokeWithResponseStream` (and a function URL in `RESPONSE_STREAM`
     /// mode): the response as it streams, or the error before it started.
     Streamed(oneshot::Sender<Result<StreamedResponse, Value>>),
+    /// A streamed response that has started: its invoker reads the stream,
+    /// and the invocation, being synchronous, is never retried.
+    Started,
 }
 
 impl Reply {
@@ -172,6 +175,7 @@ impl Reply {
                 });
                 let _ = reply.send(streamed);
             }
+            Reply::Started => {}
         }
     }
 }
@@ -397,7 +401,7 @@ impl LambdaService {
         if held.environment != environment || !matches!(held.reply, Some(Reply::Streamed(_))) {
             return None;
         }
-        let Some(Reply::Streamed(reply)) = held.reply.take() else {
+        let Some(Reply::Streamed(reply)) = held.reply.replace(Reply::Started) else {
             return None;
         };
         let (frames, response) = StreamedResponse::channel(content_type);

@@ -157,7 +157,11 @@ async fn stream_response(
     let mut reader_left = false;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            // The runtime's connection broke: the response ends here.
+            // The runtime's connection broke: the response is cut short.
+            error = Some(StreamFrame::Error {
+                error_type: "Runtime.StreamError".into(),
+                message: "the function's response stream broke off".into(),
+            });
             break;
         };
         let frame = match frame.into_data() {
