@@ -20,9 +20,17 @@
 //! AppSync --onCancel--> cancel ----------------------+
 //! ```
 //!
-//! - `state`: what init builds once (config, clients, the publisher).
-//! - `handler`: one invocation; payload in, outcome or Lambda `Diagnostic` out;
-//!   the soft deadline.
+//! - `state`: what init builds once: the [`Core`] every transport shares
+//!   (config, Bedrock and DynamoDB clients) and the AppSync resolver's
+//!   [`State`] (the publisher, the cancel listener).
+//! - `handler`: one invocation of the AppSync resolver; payload in, outcome
+//!   or Lambda `Diagnostic` out; the soft deadline.
+//! - `relay`: one validated turn, whichever transport carries it: the claim,
+//!   the history, the model's reader, the driver, the record, the quota slot
+//!   given back, the metrics line.
+//! - [`function_url`]: the second transport, a Lambda function URL whose
+//!   function streams the turn as Server-Sent Events (the `function-url`
+//!   binary): its own token check, request, response stream and `/cancel`.
 //! - `event`: the AppSync payload and caller identity, validated into a turn.
 //! - `idempotency`: a repeated event in this execution environment streams
 //!   nothing.
@@ -34,8 +42,9 @@
 //! - `chunk`: a chunk's builders and endings; `vocabulary`: every stop reason
 //!   and error type with its wire string, user message and retryability.
 //! - `sink`: [`ChunkSink`], the one interface between the driver and where
-//!   chunks go; `sink::appsync` signs and sends `publishChunk`, and
-//!   `sink::recorded` queues each delivered chunk for the store.
+//!   chunks go; `sink::appsync` signs and sends `publishChunk`, `sink::sse`
+//!   writes Server-Sent Events, and `sink::recorded` queues each delivered
+//!   chunk for the store.
 //! - `store`: the conversations table in DynamoDB: the claim that makes a
 //!   turn run once whichever execution environment its event reaches, the
 //!   history sent to the model, the turn's chunks (for recovery) and its
