@@ -299,6 +299,54 @@ async fn a_model_error_after_the_first_byte_ends_the_stream_with_a_terminal_erro
     stack.shutdown().await;
 }
 
+/// Starts a turn of 4,000 tokens in `conversation` (over three minutes at
+/// the stack's 20 a second) and returns its events after its first chunk.
+async fn start_long_turn(
+    stack: &Stack,
+    token: &str,
+    conversation: &str,
+) -> (appsync_client::ChunkEvents, appsync_client::Chunk) {
+    let input = json!({"conversationId": conversation, "prompt": "Talk for a long time.", "maxTokens": 4000});
+    let response = post_to_url(stack, Some(token), &input).await;
+    assert_eq!(response.status(), 200);
+    let mut events = appsync_client::ChunkEvents::new(response);
+    let first = tokio::time::timeout(TURN_TIMEOUT, events.next())
+        .await
+        .expect("a first chunk in time")
+        .expect("a chunk")
+        .expect("not ended");
+    (events, first)
+}
+
+/// `POST /cancel` of `turn_id` in `conversation` as `token`'s user.
+async fn cancel(stack: &Stack, token: &str, conversation: &str, turn_id: &str) -> Value {
+    let url = format!("{}cancel", stack.function_url().expect("a function URL"));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .json(&json!({"conversationId": conversation, "turnId": turn_id}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
+/// `events` to their end; the last chunk.
+async fn drain(
+    events: &mut appsync_client::ChunkEvents,
+    mut last: appsync_client::Chunk,
+) -> appsync_client::Chunk {
+    while let Some(chunk) = tokio::time::timeout(TURN_TIMEOUT, events.next())
+        .await
+        .expect("the stream ends in time")
+        .expect("a chunk")
+    {
+        last = chunk;
+    }
+    last
+}
+
 /// `POST /cancel` stops the caller's own turn, from another request (so
 /// another execution environment): the stream ends `cancelled` and the
 /// model stops. Another user's cancellation of it reaches nothing.
@@ -310,48 +358,62 @@ async fn the_owner_cancels_a_streaming_turn_and_the_model_stops() {
     })
     .await;
     let (alice, bob) = (stack.token("alice"), stack.token("bob"));
-    let input =
-        json!({"conversationId": "url-6", "prompt": "Talk for a long time.", "maxTokens": 4000});
-    let response = post_to_url(&stack, Some(&alice), &input).await;
-    let mut events = appsync_client::ChunkEvents::new(response);
-    let first = tokio::time::timeout(TURN_TIMEOUT, events.next())
-        .await
-        .expect("a first chunk in time")
-        .expect("a chunk")
-        .expect("not ended");
-    let url = format!("{}cancel", stack.function_url().expect("a function URL"));
-    let cancel = |token: String| {
-        let url = url.clone();
-        let body = json!({"conversationId": "url-6", "turnId": first.turn_id});
-        async move {
-            let response = reqwest::Client::new()
-                .post(&url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .expect("an answer");
-            assert_eq!(response.status(), 200);
-            response.json::<Value>().await.expect("JSON")
-        }
-    };
-    assert_eq!(cancel(bob).await, json!({"cancelled": false}));
+    let (mut events, first) = start_long_turn(&stack, &alice, "url-6").await;
+    let turn_id = first.turn_id.clone();
+    assert_eq!(
+        cancel(&stack, &bob, "url-6", &turn_id).await,
+        json!({"cancelled": false})
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         stack.bedrock.active_generations() > 0,
         "bob stopped nothing"
     );
-    assert_eq!(cancel(alice.clone()).await, json!({"cancelled": true}));
-    let mut last = first;
-    while let Some(chunk) = tokio::time::timeout(TURN_TIMEOUT, events.next())
-        .await
-        .expect("the stream ends in time")
-        .expect("a chunk")
-    {
-        last = chunk;
-    }
+    assert_eq!(
+        cancel(&stack, &alice, "url-6", &turn_id).await,
+        json!({"cancelled": true})
+    );
+    let last = drain(&mut events, first).await;
     assert!(last.done, "{last:?}");
     assert_eq!(last.stop_reason.as_deref(), Some("cancelled"));
     assert_model_stops(&stack, Duration::from_secs(5)).await;
+    stack.shutdown().await;
+}
+
+/// The function URL takes the same in-flight slots as `sendPrompt`, on the
+/// same quota item: past the limit a prompt is refused with `429
+/// TooManyTurns` before any model call, and the slot is given back when the
+/// turn ends.
+#[tokio::test]
+async fn turns_in_flight_are_limited_as_on_appsync() {
+    let stack = url_stack(|c| {
+        c.bedrock.scripted_tokens_per_second = 20.0;
+        c.bedrock.scripted_repeat = true;
+        c.api_environment = vec![("QUOTA_MAX_TURNS_IN_FLIGHT".into(), "1".into())];
+    })
+    .await;
+    let alice = stack.token("alice");
+    let (mut events, first) = start_long_turn(&stack, &alice, "url-7").await;
+    let served = stack.bedrock.requests_served();
+
+    let second = json!({"conversationId": "url-7", "prompt": "And another.", "maxTokens": 10});
+    let refused = post_to_url(&stack, Some(&alice), &second).await;
+    assert_eq!(refused.status(), 429);
+    let refusal: Value = refused.json().await.expect("a JSON refusal");
+    assert_eq!(refusal["errorType"], "TooManyTurns", "{refusal}");
+    assert_eq!(stack.bedrock.requests_served(), served);
+    // Bob has slots of his own.
+    let bobs = post_to_url(&stack, Some(&stack.token("bob")), &second).await;
+    assert_eq!(bobs.status(), 200);
+    assert!(sse_chunks(bobs).await.last().is_some_and(|c| c.done));
+
+    // Once alice's turn ends, its slot is free again.
+    let turn_id = first.turn_id.clone();
+    cancel(&stack, &alice, "url-7", &turn_id).await;
+    drain(&mut events, first).await;
+    stored_turn(&stack, &alice, "url-7").await;
+    let again = post_to_url(&stack, Some(&alice), &second).await;
+    assert_eq!(again.status(), 200);
+    assert!(sse_chunks(again).await.last().is_some_and(|c| c.done));
     stack.shutdown().await;
 }

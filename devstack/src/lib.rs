@@ -319,6 +319,14 @@ impl Stack {
                     config.allowed_models.join(","),
                 ),
             ]);
+            // The quota limits the API's pipeline reads from its environment.
+            environment.extend(
+                config
+                    .api_environment
+                    .iter()
+                    .filter(|(name, _)| name.starts_with("QUOTA_") || name == "TURN_SLOT_SECONDS")
+                    .cloned(),
+            );
             LambdaService::new(LambdaConfig {
                 concurrency: config.concurrency,
                 timeout: config.function_timeout,

@@ -30,7 +30,11 @@
 //! wants its answer to stop sends `POST /cancel` ([`cancel`]); a broken
 //! response stream stops it too ([`stream`]). Turn ids are the function's (a
 //! new one per request), so the conversation's history and record are kept
-//! as for AppSync turns; quotas are not yet enforced here.
+//! as for AppSync turns. Quotas are the AppSync pipeline's, on the same
+//! quota item: a turn takes one of its caller's in-flight slots before it
+//! starts (`429` with `TooManyTurns`, `QuotaExceeded` or
+//! `TooManyConversations` when a limit is reached), and the relay gives it
+//! back when the turn ends.
 //!
 //! # Layout
 //! - `request`: the function URL event and the prompt in its body.
@@ -67,6 +71,7 @@ use crate::handler::soft_deadline;
 use crate::relay::relay_turn;
 use crate::sink::sse::SseSink;
 use crate::state::Core;
+use crate::store::{QuotaLimits, SlotRefusal};
 use crate::turn::TurnContext;
 use crate::vocabulary::ErrorType;
 
@@ -89,6 +94,9 @@ pub struct UrlConfig {
     /// `ALLOWED_MODEL_IDS`: the model ids a prompt may name, comma-separated;
     /// unset, only the default model.
     pub allowed_models: Vec<String>,
+    /// The quota variables (`QUOTA_*`, `TURN_SLOT_SECONDS`) as set, read
+    /// into the limits of each caller's groups.
+    pub quota_environment: Vec<(String, String)>,
 }
 
 impl UrlConfig {
@@ -125,13 +133,28 @@ impl UrlConfig {
                     .collect()
             })
             .unwrap_or_default();
+        let quota_environment = QUOTA_VARIABLES
+            .iter()
+            .filter_map(|name| get(name).map(|value| ((*name).to_owned(), value)))
+            .collect();
         Ok(Self {
             issuer,
             client_id,
             allowed_models,
+            quota_environment,
         })
     }
 }
+
+/// The variables the quota limits are read from, as the AppSync pipeline
+/// reads them from the API's environment.
+const QUOTA_VARIABLES: [&str; 5] = [
+    "QUOTA_MAX_TURNS_IN_FLIGHT",
+    "QUOTA_DAILY_TOKENS",
+    "QUOTA_MAX_CONVERSATIONS",
+    "QUOTA_GROUPS",
+    "TURN_SLOT_SECONDS",
+];
 
 /// What every invocation of the function URL function shares.
 #[derive(Debug)]
@@ -139,6 +162,7 @@ pub struct UrlState {
     core: Core,
     verifier: CognitoVerifier,
     allowed_models: Vec<String>,
+    quota_environment: Vec<(String, String)>,
     turns: Arc<RunningTurns>,
 }
 
@@ -154,6 +178,7 @@ impl UrlState {
             core,
             verifier,
             allowed_models,
+            quota_environment: config.quota_environment.clone(),
             turns: Arc::new(RunningTurns::default()),
         }
     }
@@ -304,6 +329,7 @@ async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnReq
         .verify(request.header("authorization"))
         .await?;
     let input = request.prompt_input()?;
+    let groups = user.groups.clone();
     let turn =
         turn_request(&state.core.config, user, input, state.verifier.issuer()).map_err(|e| {
             Refusal::new(
@@ -321,6 +347,28 @@ async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnReq
                 state.allowed_models.join(", ")
             ),
         ));
+    }
+    if let Some(store) = &state.core.store {
+        let limits = QuotaLimits::for_groups(&groups, |name| {
+            state
+                .quota_environment
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        });
+        store
+            .take_slot(&turn.ids, &limits)
+            .await
+            .map_err(|refusal| {
+                let status = match refusal {
+                    SlotRefusal::Unavailable(ref error) => {
+                        warn!(%error, "could not take the turn's quota slot");
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::TOO_MANY_REQUESTS,
+                };
+                Refusal::new(status, refusal.error_type(), refusal.to_string())
+            })?;
     }
     Ok(turn)
 }

@@ -23,6 +23,7 @@ mod history;
 mod items;
 mod quota;
 mod record;
+mod slot;
 mod writer;
 
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub(crate) use history::{HistoryMessage, Role};
 pub(crate) use items::{AnswerEnd, chunk_item};
 pub(crate) use quota::estimated_tokens;
 pub(crate) use record::TurnRecord;
+pub(crate) use slot::{QuotaLimits, SlotRefusal};
 pub(crate) use writer::{ChunkWriter, WriterReport};
 
 use items::{
