@@ -23,6 +23,17 @@ async fn url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
     .await
 }
 
+/// As [`url_stack`], with a model that writes 20 tokens a second and never
+/// runs out of text, so a long turn is still running when the test acts.
+async fn paced_url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
+    url_stack(|c| {
+        c.bedrock.scripted_tokens_per_second = 20.0;
+        c.bedrock.scripted_repeat = true;
+        adjust(c);
+    })
+    .await
+}
+
 /// The caller's messages of `conversation` once a turn's answer is stored.
 async fn stored_turn(
     stack: &Stack,
@@ -167,11 +178,7 @@ async fn a_conversation_id_reaches_only_the_callers_own_conversation() {
 /// (and is billed) until then.
 #[tokio::test]
 async fn a_client_that_disconnects_does_not_stop_the_function_as_on_aws() {
-    let stack = url_stack(|c| {
-        c.bedrock.scripted_tokens_per_second = 20.0;
-        c.bedrock.scripted_repeat = true;
-    })
-    .await;
+    let stack = paced_url_stack(|_| {}).await;
     let lambda = stack
         .function_url
         .as_ref()
@@ -352,11 +359,7 @@ async fn drain(
 /// model stops. Another user's cancellation of it reaches nothing.
 #[tokio::test]
 async fn the_owner_cancels_a_streaming_turn_and_the_model_stops() {
-    let stack = url_stack(|c| {
-        c.bedrock.scripted_tokens_per_second = 20.0;
-        c.bedrock.scripted_repeat = true;
-    })
-    .await;
+    let stack = paced_url_stack(|_| {}).await;
     let (alice, bob) = (stack.token("alice"), stack.token("bob"));
     let (mut events, first) = start_long_turn(&stack, &alice, "url-6").await;
     let turn_id = first.turn_id.clone();
@@ -386,9 +389,7 @@ async fn the_owner_cancels_a_streaming_turn_and_the_model_stops() {
 /// turn ends.
 #[tokio::test]
 async fn turns_in_flight_are_limited_as_on_appsync() {
-    let stack = url_stack(|c| {
-        c.bedrock.scripted_tokens_per_second = 20.0;
-        c.bedrock.scripted_repeat = true;
+    let stack = paced_url_stack(|c| {
         c.api_environment = vec![("QUOTA_MAX_TURNS_IN_FLIGHT".into(), "1".into())];
     })
     .await;

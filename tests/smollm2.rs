@@ -23,6 +23,25 @@ async fn smollm2_stack() -> Stack {
     stack
 }
 
+/// A whole answer of the real model to a short question, at most
+/// `max_tokens` long: real words, usage counting the prompt, a model's stop.
+fn assert_real_answer(chunks: &[appsync_client::Chunk], max_tokens: i64) {
+    let last = chunks.last().expect("chunks");
+    assert!(last.done && last.error.is_none(), "{last:?}");
+    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
+    assert!(
+        text.chars().any(char::is_alphabetic),
+        "real words: {text:?}"
+    );
+    let usage = last.usage.as_ref().expect("usage");
+    assert!((1..=max_tokens).contains(&usage.output_tokens), "{usage:?}");
+    assert!(usage.input_tokens > 5, "the prompt was counted: {usage:?}");
+    assert!(matches!(
+        last.stop_reason.as_deref(),
+        Some("end_turn" | "max_tokens")
+    ));
+}
+
 #[tokio::test]
 async fn the_real_model_streams_a_short_answer() {
     let stack = smollm2_stack().await;
@@ -39,20 +58,7 @@ async fn the_real_model_streams_a_short_answer() {
     )
     .await;
     let chunks = collect_turn(&mut subscription, "turn-real").await;
-    let last = chunks.last().expect("chunks");
-    assert!(last.done && last.error.is_none(), "{last:?}");
-    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
-    assert!(
-        text.chars().any(char::is_alphabetic),
-        "real words: {text:?}"
-    );
-    let usage = last.usage.as_ref().expect("usage");
-    assert!((1..=12).contains(&usage.output_tokens), "{usage:?}");
-    assert!(usage.input_tokens > 5, "the prompt was counted: {usage:?}");
-    assert!(matches!(
-        last.stop_reason.as_deref(),
-        Some("end_turn" | "max_tokens")
-    ));
+    assert_real_answer(&chunks, 12);
     stack.shutdown().await;
 }
 
@@ -69,15 +75,7 @@ async fn the_real_model_streams_through_the_function_url() {
     let response = post_to_url(&stack, Some(&stack.token("alice")), &body).await;
     assert_eq!(response.status(), 200);
     let chunks = sse_chunks(response).await;
-    let last = chunks.last().expect("chunks");
-    assert!(last.done && last.error.is_none(), "{last:?}");
-    let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
-    assert!(
-        text.chars().any(char::is_alphabetic),
-        "real words: {text:?}"
-    );
-    let usage = last.usage.as_ref().expect("usage");
-    assert!((1..=12).contains(&usage.output_tokens), "{usage:?}");
+    assert_real_answer(&chunks, 12);
     stack.shutdown().await;
 }
 

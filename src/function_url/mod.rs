@@ -43,7 +43,9 @@
 //!   client's departure.
 //! - `invocation`: an invocation ends only once its turn has.
 //! - `cancel`: `POST /cancel`, a client stopping its own turn.
+//! - `answer`: refusals and short JSON answers, and every response's prelude.
 
+mod answer;
 mod cancel;
 mod cognito;
 mod invocation;
@@ -53,11 +55,10 @@ mod stream;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use futures_util::FutureExt;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::StatusCode;
 use lambda_runtime::streaming::{Body, Response};
-use lambda_runtime::{Diagnostic, LambdaEvent, MetadataPrelude};
+use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::time::Instant;
@@ -80,6 +81,7 @@ pub use cognito::{AuthError, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, Ve
 pub use request::{FunctionUrlRequest, RequestError, UrlHttp, UrlRequestContext};
 pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE, WRITE_TIMEOUT};
 
+use answer::{Refusal, answer, prelude, refuse};
 use invocation::{EndWithTurns, RunningTurns};
 use stream::ResponseStream;
 
@@ -198,44 +200,6 @@ impl From<UrlError> for Diagnostic {
             error_type: ErrorType::InvalidEvent.as_str().to_owned(),
             error_message: error.to_string(),
         }
-    }
-}
-
-/// Why a request is refused before it streams: its status, error type and
-/// message for the caller.
-struct Refusal {
-    status: StatusCode,
-    error_type: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, error_type: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error_type,
-            message: message.into(),
-        }
-    }
-}
-
-impl From<AuthError> for Refusal {
-    fn from(error: AuthError) -> Self {
-        let status = match error {
-            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Self::new(status, "UnauthorizedException", error.to_string())
-    }
-}
-
-impl From<RequestError> for Refusal {
-    fn from(error: RequestError) -> Self {
-        let status = match error {
-            RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self::new(status, ErrorType::Validation.as_str(), error.to_string())
     }
 }
 
@@ -440,55 +404,6 @@ async fn stream_turn(
         Err(error) => warn!(%error, "stream ended without delivering the turn"),
     }
     stream.finish().await;
-}
-
-/// A refusal as the HTTP answer: its status and `{"errorType", "message"}`.
-fn refuse(refusal: Refusal) -> Response<Body> {
-    let body = json!({"errorType": refusal.error_type, "message": refusal.message});
-    let mut response = answer(refusal.status, &body);
-    let headers = &mut response.metadata_prelude.headers;
-    if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
-        headers.insert(http::header::ALLOW, HeaderValue::from_static("POST"));
-    }
-    if refusal.status == StatusCode::UNAUTHORIZED {
-        headers.insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
-    }
-    response
-}
-
-/// A short JSON answer with `status`.
-fn answer(status: StatusCode, body: &Value) -> Response<Body> {
-    let body = body.to_string();
-    let (mut sender, stream) = lambda_runtime::streaming::channel();
-    tokio::spawn(async move {
-        // The body is all or nothing: a client that left needs none of it.
-        let _ = sender.send_data(Bytes::from(body)).await;
-    });
-    Response {
-        metadata_prelude: prelude(status, "application/json"),
-        stream,
-    }
-}
-
-/// The HTTP integration prelude: `status`, `content_type`, and no caching.
-fn prelude(status: StatusCode, content_type: &'static str) -> MetadataPrelude {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    MetadataPrelude {
-        status_code: status,
-        headers,
-        cookies: Vec::new(),
-    }
 }
 
 /// The function URL function: tracing, configuration, AWS clients, the

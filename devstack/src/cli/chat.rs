@@ -80,10 +80,18 @@ pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
         config.url_function = Some(super::self_as_url_function()?);
     }
     let stack = Stack::start(config).await?;
-    let result = match args.transport {
-        Transport::Appsync => chat(&stack, &args).await,
-        Transport::FunctionUrl => chat_over_url(&stack, &args).await,
-    };
+    let result = async {
+        stack
+            .bedrock
+            .warm(&args.model)
+            .await
+            .with_context(|| format!("could not load the model `{}`", args.model))?;
+        match args.transport {
+            Transport::Appsync => chat(&stack, &args).await,
+            Transport::FunctionUrl => chat_over_url(&stack, &args).await,
+        }
+    }
+    .await;
     stack.shutdown().await;
     result
 }
@@ -91,17 +99,9 @@ pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
 /// Warms the model, subscribes as the user, sends the prompt, and prints the
 /// turn's chunks in `seq` order until the terminal one.
 async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
-    stack
-        .bedrock
-        .warm(&args.model)
-        .await
-        .with_context(|| format!("could not load the model `{}`", args.model))?;
     let token = stack.token(&args.user);
     let client = stack.connect_as(&token).await?;
-    let conversation_id = args
-        .conversation
-        .clone()
-        .unwrap_or_else(|| format!("chat-{}", uuid::Uuid::new_v4().simple()));
+    let conversation_id = conversation_id(args);
     let turn_id = uuid::Uuid::new_v4().to_string();
     let mut subscription = client
         .subscribe(ON_CHUNK, json!({"conversationId": conversation_id}))
@@ -126,12 +126,9 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     )
     .await?;
 
-    let mut assembler = TurnAssembler::new();
-    let mut first_chunk = None;
-    let mut chunks = 0usize;
-    let mut stdout = std::io::stdout();
+    let mut printer = Printer::new(started);
     let deadline = Duration::from_secs(args.timeout);
-    while assembler.finished().is_none() {
+    while !printer.done() {
         let next = tokio::time::timeout(
             deadline.saturating_sub(started.elapsed()),
             subscription.next(),
@@ -146,20 +143,14 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
         else {
             continue;
         };
-        for chunk in assembler.push(chunk) {
-            first_chunk.get_or_insert_with(|| started.elapsed());
-            chunks += 1;
-            print!("{}", chunk.text);
-            stdout.flush()?;
-        }
+        printer.print(chunk)?;
     }
-    println!();
-    let last = assembler.finished().cloned().context("no terminal chunk")?;
+    let printed = printer.finish()?;
     let ended = tokio::time::timeout(Duration::from_secs(10), outcomes.recv()).await;
     if !matches!(ended, Ok(Ok(_))) {
         eprintln!("(the turn may not be stored: its invocation did not end in time)");
     }
-    report(&last, first_chunk, chunks, started.elapsed())?;
+    report(&printed, started.elapsed())?;
     eprintln!("continue this conversation with --conversation {conversation_id}");
     Ok(())
 }
@@ -167,19 +158,11 @@ async fn chat(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
 /// Warms the model, POSTs the prompt to the function URL, and prints the
 /// chunks of its event stream in `seq` order until the terminal one.
 async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
-    stack
-        .bedrock
-        .warm(&args.model)
-        .await
-        .with_context(|| format!("could not load the model `{}`", args.model))?;
     let url = stack
         .function_url()
         .context("the stack has no function URL")?;
     let token = stack.token(&args.user);
-    let conversation_id = args
-        .conversation
-        .clone()
-        .unwrap_or_else(|| format!("chat-{}", uuid::Uuid::new_v4().simple()));
+    let conversation_id = conversation_id(args);
     let mut input =
         json!({"conversationId": conversation_id, "prompt": args.prompt, "modelId": args.model});
     if let Some(max_tokens) = args.max_tokens {
@@ -190,26 +173,16 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     let answer = async {
         let mut events =
             appsync_client::post_prompt(&reqwest::Client::new(), &url, &token, &input).await?;
-        let mut assembler = TurnAssembler::new();
-        let mut first_chunk = None;
-        let mut chunks = 0usize;
-        let mut stdout = std::io::stdout();
-        while assembler.finished().is_none() {
+        let mut printer = Printer::new(started);
+        while !printer.done() {
             let Some(chunk) = events.next().await? else {
                 bail!("the stream ended before the answer did")
             };
-            for chunk in assembler.push(chunk) {
-                first_chunk.get_or_insert_with(|| started.elapsed());
-                chunks += 1;
-                print!("{}", chunk.text);
-                stdout.flush()?;
-            }
+            printer.print(chunk)?;
         }
-        println!();
-        let last = assembler.finished().cloned().context("no terminal chunk")?;
-        anyhow::Ok((last, first_chunk, chunks))
+        printer.finish()
     };
-    let (last, first_chunk, chunks) = tokio::time::timeout(deadline, answer)
+    let printed = tokio::time::timeout(deadline, answer)
         .await
         .context("no answer before the timeout")??;
     // The answer is written just after the stream's end: wait for it before
@@ -220,18 +193,83 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     if stored.is_none() {
         eprintln!("(the turn may not be stored: its answer was not written in time)");
     }
-    report(&last, first_chunk, chunks, started.elapsed())?;
+    report(&printed, started.elapsed())?;
     eprintln!("continue this conversation with --conversation {conversation_id}");
     Ok(())
 }
 
-/// The stats line on stderr; an error if the turn ended with one.
-fn report(
-    last: &Chunk,
-    first: Option<Duration>,
+/// A new conversation's id, unless the command continues one.
+fn conversation_id(args: &ChatArgs) -> String {
+    args.conversation
+        .clone()
+        .unwrap_or_else(|| format!("chat-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Prints a turn's text as its chunks come in, in `seq` order, whichever
+/// transport brought them.
+struct Printer {
+    assembler: TurnAssembler,
+    started: Instant,
+    first_chunk: Option<Duration>,
     chunks: usize,
-    total: Duration,
-) -> anyhow::Result<()> {
+}
+
+/// What a printed turn came to.
+struct Printed {
+    last: Chunk,
+    first_chunk: Option<Duration>,
+    chunks: usize,
+}
+
+impl Printer {
+    fn new(started: Instant) -> Self {
+        Self {
+            assembler: TurnAssembler::new(),
+            started,
+            first_chunk: None,
+            chunks: 0,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.assembler.finished().is_some()
+    }
+
+    /// Prints whatever `chunk` makes ready.
+    fn print(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout();
+        for chunk in self.assembler.push(chunk) {
+            self.first_chunk
+                .get_or_insert_with(|| self.started.elapsed());
+            self.chunks += 1;
+            print!("{}", chunk.text);
+            stdout.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the line; the terminal chunk and the counts.
+    fn finish(self) -> anyhow::Result<Printed> {
+        println!();
+        Ok(Printed {
+            last: self
+                .assembler
+                .finished()
+                .cloned()
+                .context("no terminal chunk")?,
+            first_chunk: self.first_chunk,
+            chunks: self.chunks,
+        })
+    }
+}
+
+/// The stats line on stderr; an error if the turn ended with one.
+fn report(printed: &Printed, total: Duration) -> anyhow::Result<()> {
+    let Printed {
+        last,
+        first_chunk: first,
+        chunks,
+    } = printed;
     let output_tokens = last.usage.as_ref().map(|u| u.output_tokens).unwrap_or(0);
     // Input tokens count the history the model was given, too.
     let input_tokens = last.usage.as_ref().map(|u| u.input_tokens).unwrap_or(0);
