@@ -3,12 +3,17 @@
 
 use std::process::Command;
 
-#[test]
-fn chat_prints_the_streamed_answer_and_a_stats_line() {
-    let cache = std::env::temp_dir().join(format!("devstack-chat-test-{}", std::process::id()));
+/// Runs `devstack chat` over `transport` and checks its answer and stats.
+fn chat_over(transport: &str) {
+    let cache = std::env::temp_dir().join(format!(
+        "devstack-chat-test-{transport}-{}",
+        std::process::id()
+    ));
     let output = Command::new(env!("CARGO_BIN_EXE_devstack"))
         .args([
             "chat",
+            "--transport",
+            transport,
             "--model",
             "scripted",
             "--scripted-rate",
@@ -30,6 +35,16 @@ fn chat_prints_the_streamed_answer_and_a_stats_line() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(cache);
+}
+
+#[test]
+fn chat_prints_the_streamed_answer_and_a_stats_line() {
+    chat_over("appsync");
+}
+
+#[test]
+fn chat_over_the_function_url_prints_the_same_answer() {
+    chat_over("function-url");
 }
 
 #[tokio::test]
