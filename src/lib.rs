@@ -66,9 +66,11 @@
 //! environment died cannot yet end it for its user, and every other failure
 //! already reaches the user as a terminal chunk.
 
+mod admission;
 mod cancel;
 mod chunk;
 mod coalesce;
+pub mod cognito;
 mod config;
 mod event;
 pub mod function_url;
@@ -86,12 +88,13 @@ mod store;
 mod tls;
 mod turn;
 mod vocabulary;
+pub mod websocket;
 
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
 use lambda_runtime::{LambdaEvent, service_fn};
 
+pub use admission::{AdmissionConfig, RefusalKind, Refused};
 pub use coalesce::{Strategy, StrategyParseError};
 pub use config::{AppSyncEndpoints, Config, ConfigError};
 pub use event::{
@@ -102,6 +105,7 @@ pub use handler::handle;
 pub use model::ErrorKind;
 pub use sink::appsync::{GraphQlError, PublishError, Publisher};
 pub use sink::sse::{EventWriter, SseSink};
+pub use sink::websocket::{MessagePoster, WebSocketSink};
 pub use sink::{ChunkSink, PublishReport, SinkError};
 pub use state::{Core, InitError, State};
 pub use store::HistoryBudget;
@@ -134,10 +138,7 @@ pub fn init_tracing() {
 pub async fn run() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let config = Config::from_env()?;
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(tls::sdk_http_client()?)
-        .load()
-        .await;
+    let sdk = state::sdk_config().await?;
     let state = Arc::new(State::new(config, &sdk)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
         let state = Arc::clone(&state);

@@ -20,6 +20,18 @@ use crate::sink::appsync::{PublishError, Publisher};
 use crate::store::Store;
 use crate::tls::TlsError;
 
+/// The AWS configuration every function loads at init: the default chain
+/// (region, credentials, `AWS_ENDPOINT_URL_*`) over the compiled-in roots.
+///
+/// # Errors
+/// [`TlsError`] when the SDK rejects the trust store.
+pub(crate) async fn sdk_config() -> Result<aws_config::SdkConfig, TlsError> {
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::tls::sdk_http_client()?)
+        .load()
+        .await)
+}
+
 /// What a turn needs whichever transport carries it, built once at init.
 #[derive(Debug)]
 pub struct Core {

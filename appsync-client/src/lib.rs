@@ -25,6 +25,9 @@
 //! - [`event_stream`]: the same last hop over a Lambda function URL: a
 //!   prompt POSTed with the user's token, its chunks read back as
 //!   Server-Sent Events.
+//! - [`websocket_api`]: the same last hop over an API Gateway WebSocket
+//!   API: a connection opened with the user's token, `sendPrompt` and
+//!   `cancelTurn` messages out, chunks in.
 //! - [`assembler`]: the last hop, chunks in `seq` order, repeats dropped, done
 //!   at the terminal chunk; it tells the `afterSeq` to recover from and
 //!   whether a gap is pending.
@@ -49,6 +52,7 @@ pub mod query;
 pub mod realtime;
 pub mod recovery;
 pub mod sigv4;
+pub mod websocket_api;
 
 pub use assembler::TurnAssembler;
 pub use chunk::{Chunk, ChunkError, Usage, chunk_from_payload};
@@ -70,3 +74,4 @@ pub use realtime::{
 /// The stored chunks of a turn after a `seq`, for a subscriber that missed some.
 pub use recovery::turn_chunks;
 pub use sigv4::{CredentialsCache, CredentialsError, SignError, sign_graphql_post, sign_headers};
+pub use websocket_api::{ServerMessage, WebSocketApiClient, WebSocketApiError};

@@ -26,6 +26,7 @@
 //! [`tls`] and [`web`] (the HTTPS listener and the web chat's origin), and the
 //! command line's [`cli`] and [`bench`]. [`Stack`] wires them onto one port.
 
+pub mod apigateway;
 pub mod appsync;
 pub mod bedrock;
 pub mod bench;
@@ -57,6 +58,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use apigateway::WebSocketApiServer;
 use appsync::auth::{AuthMode, Authenticator};
 use appsync::dynamodb_source::DynamoDbSource;
 use appsync::js::{ApiDefinition, JsResolvers};
@@ -94,6 +96,21 @@ pub use bedrock_appsync_stream::run as run_resolver;
 pub const FUNCTION_NAME: &str = "bedrock-appsync-stream";
 /// The function URL function's name in the devstack.
 pub const URL_FUNCTION_NAME: &str = "bedrock-appsync-stream-url";
+/// The WebSocket API's route function's name in the devstack.
+pub const WEBSOCKET_FUNCTION_NAME: &str = "bedrock-appsync-stream-websocket";
+/// The WebSocket API's `$connect` authorizer's name in the devstack.
+pub const AUTHORIZER_FUNCTION_NAME: &str = "bedrock-appsync-stream-authorizer";
+
+/// The programs behind the WebSocket API: the route function (the root
+/// crate's `websocket`, or `devstack worker-websocket`) and the `$connect`
+/// authorizer (`websocket-authorizer`, or `devstack worker-authorizer`).
+#[derive(Debug, Clone)]
+pub struct WebSocketFunctions {
+    /// The route function.
+    pub function: FunctionCommand,
+    /// The `$connect` REQUEST authorizer.
+    pub authorizer: FunctionCommand,
+}
 
 /// The schema every part of the project shares.
 pub const SCHEMA: &str = include_str!("../../schema.graphql");
@@ -172,6 +189,13 @@ pub struct StackConfig {
     /// The function URL's CORS configuration; with TLS on, the web page's
     /// origin is allowed besides these.
     pub function_url_cors: Cors,
+    /// The functions behind an API Gateway WebSocket API on its own port
+    /// ([`Self::websocket_bind`]); `None`: no WebSocket API.
+    pub websocket_functions: Option<WebSocketFunctions>,
+    /// Where the WebSocket API listens; port 0 picks a free one.
+    pub websocket_bind: SocketAddr,
+    /// The WebSocket API's settings (stage, identity source, time limits).
+    pub websocket: apigateway::WebSocketApiConfig,
 }
 
 impl StackConfig {
@@ -208,6 +232,9 @@ impl StackConfig {
             url_function: None,
             function_url_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             function_url_cors: default_cors(),
+            websocket_functions: None,
+            websocket_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            websocket: apigateway::WebSocketApiConfig::default(),
         }
     }
 
@@ -262,6 +289,9 @@ pub struct Stack {
     /// The function URL and its function, when [`StackConfig::url_function`]
     /// was given.
     pub function_url: Option<FunctionUrlServer>,
+    /// The WebSocket API and its functions, when
+    /// [`StackConfig::websocket_functions`] was given.
+    pub websocket: Option<WebSocketApiServer>,
     server: JoinHandle<()>,
     tls_server: Option<axum_server::Handle<SocketAddr>>,
 }
@@ -309,17 +339,15 @@ impl Stack {
             ]);
         }
         extra_environment.extend(config.function_environment);
-        let url_lambda = config.url_function.map(|command| {
-            let mut environment = extra_environment.clone();
-            environment.extend([
-                ("COGNITO_ISSUER".to_owned(), user_pool.issuer().to_owned()),
-                ("COGNITO_APP_CLIENT_ID".to_owned(), DEV_CLIENT_ID.to_owned()),
-                (
-                    "ALLOWED_MODEL_IDS".to_owned(),
-                    config.allowed_models.join(","),
-                ),
-            ]);
-            // The quota limits the API's pipeline reads from its environment.
+        // What the transports' functions share: the relay's environment,
+        // the models a prompt may name, and the quota limits the API's
+        // pipeline reads from its environment.
+        let transport = |mut environment: Vec<(String, String)>| {
+            environment.splice(0..0, extra_environment.iter().cloned());
+            environment.push((
+                "ALLOWED_MODEL_IDS".to_owned(),
+                config.allowed_models.join(","),
+            ));
             environment.extend(
                 config
                     .api_environment
@@ -327,21 +355,63 @@ impl Stack {
                     .filter(|(name, _)| name.starts_with("QUOTA_") || name == "TURN_SLOT_SECONDS")
                     .cloned(),
             );
+            function_environment(
+                template_environment.clone(),
+                &base_url,
+                &config.default_model,
+                environment,
+            )
+        };
+        let cognito_environment = vec![
+            ("COGNITO_ISSUER".to_owned(), user_pool.issuer().to_owned()),
+            ("COGNITO_APP_CLIENT_ID".to_owned(), DEV_CLIENT_ID.to_owned()),
+        ];
+        let transport_function = |name: &str, command: FunctionCommand, environment| {
             LambdaService::new(LambdaConfig {
                 concurrency: config.concurrency,
                 timeout: config.function_timeout,
                 memory_size_mb: config.function_memory_mb,
-                environment: function_environment(
-                    template_environment.clone(),
-                    &base_url,
-                    &config.default_model,
-                    environment,
-                ),
+                environment,
                 idle_timeout: config.idle_timeout,
                 freeze: config.freeze,
-                ..LambdaConfig::new(URL_FUNCTION_NAME, command)
+                max_retry_attempts: config.max_retry_attempts,
+                retry_delay: config.retry_delay,
+                max_event_age: config.max_event_age,
+                ..LambdaConfig::new(name, command)
             })
+        };
+        let url_lambda = config.url_function.map(|command| {
+            let environment = transport(cognito_environment.clone());
+            transport_function(URL_FUNCTION_NAME, command, environment)
         });
+        let websocket = match config.websocket_functions {
+            Some(functions) => {
+                let listener = TcpListener::bind(config.websocket_bind)
+                    .await
+                    .with_context(|| format!("could not listen on {}", config.websocket_bind))?;
+                let endpoint =
+                    apigateway::connections_url(listener.local_addr()?, &config.websocket.stage);
+                let environment = transport(vec![(
+                    "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI".to_owned(),
+                    endpoint,
+                )]);
+                let function =
+                    transport_function(WEBSOCKET_FUNCTION_NAME, functions.function, environment);
+                let environment = transport(cognito_environment.clone());
+                let authorizer =
+                    transport_function(AUTHORIZER_FUNCTION_NAME, functions.authorizer, environment);
+                let routes = apigateway::WebSocketRoutes {
+                    authorizer,
+                    function,
+                    sync_routes: vec!["cancelTurn".into()],
+                    async_routes: vec!["sendPrompt".into()],
+                };
+                let api =
+                    apigateway::WebSocketApi::new(config.websocket, routes, iam_users.clone());
+                Some((listener, api))
+            }
+            None => None,
+        };
         let lambda = LambdaService::new(LambdaConfig {
             concurrency: config.concurrency,
             timeout: config.function_timeout,
@@ -435,6 +505,14 @@ impl Stack {
             }
             None => None,
         };
+        let websocket = match websocket {
+            Some((listener, api)) => {
+                api.routes().authorizer.start().await;
+                api.routes().function.start().await;
+                Some(WebSocketApiServer::serve(listener, api)?)
+            }
+            None => None,
+        };
         Ok(Stack {
             addr,
             tls_addr,
@@ -446,6 +524,7 @@ impl Stack {
             bedrock,
             dynamodb,
             function_url,
+            websocket,
             server,
         })
     }
@@ -463,6 +542,11 @@ impl Stack {
     /// `http://HOST:PORT/`, the function URL, when the stack has one.
     pub fn function_url(&self) -> Option<String> {
         self.function_url.as_ref().map(FunctionUrlServer::url)
+    }
+
+    /// `ws://HOST:PORT/{stage}`, the WebSocket API, when the stack has one.
+    pub fn websocket_url(&self) -> Option<String> {
+        self.websocket.as_ref().map(WebSocketApiServer::url)
     }
 
     /// `https://HOST:PORT/`, the web page's origin, when TLS is on.
@@ -534,6 +618,9 @@ impl Stack {
         self.lambda.stop().await;
         if let Some(url) = self.function_url {
             url.shutdown().await;
+        }
+        if let Some(websocket) = self.websocket {
+            websocket.shutdown().await;
         }
         if let Some(dynamodb) = self.dynamodb {
             dynamodb.shutdown().await;

@@ -11,8 +11,9 @@ use lambda_runtime::MetadataPrelude;
 use lambda_runtime::streaming::{Body, Response};
 use serde_json::{Value, json};
 
-use super::cognito::AuthError;
 use super::request::RequestError;
+use crate::admission::{RefusalKind, Refused};
+use crate::cognito::AuthError;
 use crate::vocabulary::ErrorType;
 
 /// Why a request is refused before it streams: its status, error type and
@@ -44,6 +45,17 @@ impl From<AuthError> for Refusal {
             _ => StatusCode::UNAUTHORIZED,
         };
         Self::new(status, "UnauthorizedException", error.to_string())
+    }
+}
+
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Self {
+        let status = match refused.kind {
+            RefusalKind::Invalid => StatusCode::BAD_REQUEST,
+            RefusalKind::Limit => StatusCode::TOO_MANY_REQUESTS,
+            RefusalKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, refused.error_type, refused.message)
     }
 }
 

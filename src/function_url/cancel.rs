@@ -12,6 +12,7 @@
 //! cancelled` and dropping the model stream. The claim's key holds the
 //! owner, so a caller can cancel only their own turns. Without a
 //! conversations table there is no claim, and turns cannot be cancelled.
+//! The WebSocket API's `cancelTurn` route stops turns the same way.
 
 use std::time::Duration;
 
@@ -34,6 +35,14 @@ pub(crate) struct CancelInput {
 }
 
 impl CancelInput {
+    /// The ids as a client sent them.
+    pub(crate) fn new(conversation_id: String, turn_id: String) -> Self {
+        Self {
+            conversation_id,
+            turn_id,
+        }
+    }
+
     /// The turn `owner` asks to cancel; `None` for malformed ids.
     pub(crate) fn turn_of(self, owner: String) -> Option<TurnIds> {
         (is_valid_id(&self.conversation_id) && is_valid_id(&self.turn_id)).then_some(TurnIds {

@@ -20,7 +20,7 @@
 //! streams (`Lambda-Runtime-Function-Response-Mode: streaming`,
 //! <https://docs.aws.amazon.com/lambda/latest/dg/runtimes-custom.html#runtimes-custom-response-streaming>).
 //! The URL is deployed with `InvokeMode: RESPONSE_STREAM` and
-//! `AuthType: NONE` (the function checks tokens itself, [`cognito`]); CORS is
+//! `AuthType: NONE` (the function checks tokens itself, [`crate::cognito`]); CORS is
 //! the URL's own configuration, which Lambda applies to every response.
 //!
 //! A client that disconnects does not stop the turn: Lambda does not tell a
@@ -38,7 +38,6 @@
 //!
 //! # Layout
 //! - `request`: the function URL event and the prompt in its body.
-//! - `cognito`: the ID token checked against the pool's JWKS.
 //! - `stream`: the response stream: writes, pings, the size limit, the
 //!   client's departure.
 //! - `invocation`: an invocation ends only once its turn has.
@@ -46,8 +45,7 @@
 //! - `answer`: refusals and short JSON answers, and every response's prelude.
 
 mod answer;
-mod cancel;
-mod cognito;
+pub(crate) mod cancel;
 mod invocation;
 mod request;
 mod stream;
@@ -64,20 +62,20 @@ use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
+use crate::admission::{Admission, AdmissionConfig};
 use crate::config::{Config, ConfigError};
-use crate::event::{
-    AppSyncEvent, CognitoIdentity, Identity, SendPromptArguments, SendPromptInput, TurnRequest,
-};
+use crate::event::TurnRequest;
 use crate::handler::soft_deadline;
 use crate::relay::relay_turn;
 use crate::sink::sse::SseSink;
 use crate::state::Core;
-use crate::store::{QuotaLimits, SlotRefusal};
 use crate::turn::TurnContext;
 use crate::vocabulary::ErrorType;
 
+pub use crate::cognito::{
+    AuthError, CognitoSettings, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, VerifiedUser,
+};
 pub use cancel::CANCEL_POLL;
-pub use cognito::{AuthError, CognitoVerifier, DEFAULT_MIN_REFRESH, JwksError, VerifiedUser};
 pub use request::{FunctionUrlRequest, RequestError, UrlHttp, UrlRequestContext};
 pub use stream::{MAX_RESPONSE_BYTES, PING_INTERVAL, TERMINAL_RESERVE, WRITE_TIMEOUT};
 
@@ -88,17 +86,10 @@ use stream::ResponseStream;
 /// The function URL function's own settings, read at init.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UrlConfig {
-    /// The user pool's issuer: `COGNITO_ISSUER`, else
-    /// `https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}`.
-    pub issuer: String,
-    /// `COGNITO_APP_CLIENT_ID` (required): the ID tokens' `aud`.
-    pub client_id: String,
-    /// `ALLOWED_MODEL_IDS`: the model ids a prompt may name, comma-separated;
-    /// unset, only the default model.
-    pub allowed_models: Vec<String>,
-    /// The quota variables (`QUOTA_*`, `TURN_SLOT_SECONDS`) as set, read
-    /// into the limits of each caller's groups.
-    pub quota_environment: Vec<(String, String)>,
+    /// The user pool whose ID tokens are accepted.
+    pub cognito: CognitoSettings,
+    /// The allowed models and quota limits (`ALLOWED_MODEL_IDS`, `QUOTA_*`).
+    pub admission: AdmissionConfig,
 }
 
 impl UrlConfig {
@@ -107,64 +98,19 @@ impl UrlConfig {
     /// # Errors
     /// [`ConfigError::Missing`] when the app client or the pool is not named.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let client_id = get("COGNITO_APP_CLIENT_ID").ok_or(ConfigError::Missing {
-            name: "COGNITO_APP_CLIENT_ID",
-        })?;
-        let issuer = match get("COGNITO_ISSUER") {
-            Some(issuer) => issuer,
-            None => {
-                let pool = get("COGNITO_USER_POOL_ID").ok_or(ConfigError::Missing {
-                    name: "COGNITO_USER_POOL_ID",
-                })?;
-                let region =
-                    get("AWS_REGION").ok_or(ConfigError::Missing { name: "AWS_REGION" })?;
-                format!("https://cognito-idp.{region}.amazonaws.com/{pool}")
-            }
-        };
-        let allowed_models = get("ALLOWED_MODEL_IDS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let quota_environment = QUOTA_VARIABLES
-            .iter()
-            .filter_map(|name| get(name).map(|value| ((*name).to_owned(), value)))
-            .collect();
         Ok(Self {
-            issuer,
-            client_id,
-            allowed_models,
-            quota_environment,
+            cognito: CognitoSettings::from_lookup(&lookup)?,
+            admission: AdmissionConfig::from_lookup(lookup),
         })
     }
 }
-
-/// The variables the quota limits are read from, as the AppSync pipeline
-/// reads them from the API's environment.
-const QUOTA_VARIABLES: [&str; 5] = [
-    "QUOTA_MAX_TURNS_IN_FLIGHT",
-    "QUOTA_DAILY_TOKENS",
-    "QUOTA_MAX_CONVERSATIONS",
-    "QUOTA_GROUPS",
-    "TURN_SLOT_SECONDS",
-];
 
 /// What every invocation of the function URL function shares.
 #[derive(Debug)]
 pub struct UrlState {
     core: Core,
     verifier: CognitoVerifier,
-    allowed_models: Vec<String>,
-    quota_environment: Vec<(String, String)>,
+    admission: Admission,
     turns: Arc<RunningTurns>,
 }
 
@@ -172,15 +118,11 @@ impl UrlState {
     /// The state from the relay's [`Core`], the verifier (its keys fetched
     /// already) and the settings.
     pub fn new(core: Core, verifier: CognitoVerifier, config: &UrlConfig) -> Self {
-        let mut allowed_models = config.allowed_models.clone();
-        if allowed_models.is_empty() {
-            allowed_models.push(core.config.default_model_id.clone());
-        }
+        let admission = Admission::new(&config.admission, &core.config.default_model_id);
         Self {
             core,
             verifier,
-            allowed_models,
-            quota_environment: config.quota_environment.clone(),
+            admission,
             turns: Arc::new(RunningTurns::default()),
         }
     }
@@ -286,85 +228,20 @@ async fn cancel_turn(state: &UrlState, request: &FunctionUrlRequest) -> Result<b
     })
 }
 
-/// Checks the request: its token, its input, its model.
+/// Checks the request: its token, its input, its model, its quota.
 async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnRequest, Refusal> {
     let user = state
         .verifier
         .verify(request.header("authorization"))
         .await?;
     let input = request.prompt_input()?;
-    let groups = user.groups.clone();
-    let turn =
-        turn_request(&state.core.config, user, input, state.verifier.issuer()).map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                e.error_type().as_str(),
-                e.to_string(),
-            )
-        })?;
-    if !state.allowed_models.contains(&turn.model_id) {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            ErrorType::Validation.as_str(),
-            format!(
-                "this modelId is not available; use one of: {}.",
-                state.allowed_models.join(", ")
-            ),
-        ));
-    }
-    if let Some(store) = &state.core.store {
-        let limits = QuotaLimits::for_groups(&groups, |name| {
-            state
-                .quota_environment
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        });
-        store
-            .take_slot(&turn.ids, &limits)
-            .await
-            .map_err(|refusal| {
-                let status = match refusal {
-                    SlotRefusal::Unavailable(ref error) => {
-                        warn!(%error, "could not take the turn's quota slot");
-                        StatusCode::SERVICE_UNAVAILABLE
-                    }
-                    _ => StatusCode::TOO_MANY_REQUESTS,
-                };
-                Refusal::new(status, refusal.error_type(), refusal.to_string())
-            })?;
-    }
+    let turn_id = uuid::Uuid::new_v4().to_string();
+    let issuer = state.verifier.issuer();
+    let turn = state
+        .admission
+        .admit(&state.core, user, issuer, input, turn_id)
+        .await?;
     Ok(turn)
-}
-
-/// The verified `user`'s `input` as a turn with a new turn id, validated as
-/// the AppSync resolver validates `sendPrompt`.
-fn turn_request(
-    config: &Config,
-    user: VerifiedUser,
-    mut input: SendPromptInput,
-    issuer: &str,
-) -> Result<TurnRequest, crate::event::ValidationError> {
-    input.turn_id = Some(uuid::Uuid::new_v4().to_string());
-    let identity = CognitoIdentity {
-        sub: user.sub,
-        issuer: issuer.to_owned(),
-        username: user.username,
-        claims: user.claims,
-        source_ip: None,
-        default_auth_strategy: None,
-        groups: Some(user.groups),
-    };
-    let event = AppSyncEvent {
-        arguments: SendPromptArguments { input },
-        identity: Some(Identity::Cognito(identity)),
-        source: None,
-        request: None,
-        prev: None,
-        stash: None,
-        info: None,
-    };
-    event.into_turn_request(config).map_err(|r| r.error)
 }
 
 /// Relays `turn` to `stream` as Server-Sent Events, cancelled when the client
@@ -416,17 +293,8 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     crate::init_tracing();
     let config = Config::from_env()?;
     let url_config = UrlConfig::from_lookup(|name| std::env::var(name).ok())?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(crate::tls::sdk_http_client()?)
-        .load()
-        .await;
-    let http = reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::tls::appsync_client_config()?)
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(std::time::Duration::from_secs(5))
-        .build()?;
-    let verifier = CognitoVerifier::new(&url_config.issuer, &url_config.client_id, http);
-    verifier.refresh().await?;
+    let sdk = crate::state::sdk_config().await?;
+    let verifier = CognitoVerifier::at_init(&url_config.cognito).await?;
     let state = Arc::new(UrlState::new(
         Core::new(config, &sdk),
         verifier,

@@ -6,12 +6,14 @@
 //! sink delivers one chunk, with whatever retries its transport needs, and
 //! reports how it went. The driver never learns what is behind it. The
 //! AppSync publisher ([`appsync::Publisher`], SigV4-signed `publishChunk`) is
-//! the sink today; [`Recorded`] puts the turn's record beside it, and other
-//! transports plug in here.
+//! one sink, `sse` (a function URL's Server-Sent Events) and `websocket`
+//! (API Gateway `@connections`) are the others; [`Recorded`] puts the turn's
+//! record beside any of them.
 
 pub(crate) mod appsync;
 mod recorded;
 pub(crate) mod sse;
+pub(crate) mod websocket;
 
 use std::future::Future;
 

@@ -86,6 +86,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::sink::testing::chunk;
 
     /// The writes made, or a closed stream.
     struct Written {
@@ -104,14 +105,6 @@ mod tests {
                 .extend_from_slice(&bytes);
             Ok(())
         }
-    }
-
-    fn chunk(seq: i64, text: &str, done: bool) -> Chunk {
-        serde_json::from_value(serde_json::json!({
-            "conversationId": "c", "turnId": "t", "owner": "o", "seq": seq,
-            "text": text, "done": done, "stopReason": null, "usage": null, "error": null
-        }))
-        .expect("a chunk")
     }
 
     /// The events of an SSE stream as the WHATWG algorithm reads them:

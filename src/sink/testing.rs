@@ -93,3 +93,12 @@ pub(crate) fn assert_contiguous(chunks: &[Chunk]) {
         );
     }
 }
+
+/// A chunk of turn `t` of conversation `c`, owner `o`.
+pub(crate) fn chunk(seq: i64, text: &str, done: bool) -> Chunk {
+    serde_json::from_value(serde_json::json!({
+        "conversationId": "c", "turnId": "t", "owner": "o", "seq": seq,
+        "text": text, "done": done, "stopReason": null, "usage": null, "error": null
+    }))
+    .expect("a chunk")
+}

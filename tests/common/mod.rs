@@ -24,3 +24,19 @@ pub(crate) fn url_function() -> FunctionCommand {
         args: Vec::new(),
     }
 }
+
+/// The `websocket` and `websocket-authorizer` binaries of this build: the
+/// functions behind the devstack's WebSocket API.
+#[allow(dead_code, reason = "only the WebSocket API tests use it")]
+pub(crate) fn websocket_functions() -> devstack::WebSocketFunctions {
+    devstack::WebSocketFunctions {
+        function: FunctionCommand {
+            program: env!("CARGO_BIN_EXE_websocket").into(),
+            args: Vec::new(),
+        },
+        authorizer: FunctionCommand {
+            program: env!("CARGO_BIN_EXE_websocket-authorizer").into(),
+            args: Vec::new(),
+        },
+    }
+}

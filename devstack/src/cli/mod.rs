@@ -48,6 +48,12 @@ enum Command {
     /// Run the function URL function against the Lambda Runtime API in `AWS_LAMBDA_RUNTIME_API`.
     #[command(hide = true)]
     WorkerUrl,
+    /// Run the WebSocket API's route function against the Lambda Runtime API.
+    #[command(hide = true)]
+    WorkerWebsocket,
+    /// Run the WebSocket API's `$connect` authorizer against the Lambda Runtime API.
+    #[command(hide = true)]
+    WorkerAuthorizer,
 }
 
 #[derive(clap::Args)]
@@ -82,6 +88,12 @@ pub fn main() -> ExitCode {
                 .await
                 .map_err(|e| anyhow::anyhow!(e.to_string())),
             Command::WorkerUrl => bedrock_appsync_stream::function_url::run()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.to_string())),
+            Command::WorkerWebsocket => bedrock_appsync_stream::websocket::run()
+                .await
+                .map_err(|e| anyhow::anyhow!(e.to_string())),
+            Command::WorkerAuthorizer => bedrock_appsync_stream::websocket::authorizer::run()
                 .await
                 .map_err(|e| anyhow::anyhow!(e.to_string())),
             Command::Up(args) => up::run(args).await,
@@ -185,6 +197,22 @@ fn self_as_url_function() -> anyhow::Result<FunctionCommand> {
     Ok(FunctionCommand {
         program: std::env::current_exe()?,
         args: vec!["worker-url".into()],
+    })
+}
+
+/// This executable, re-run as the WebSocket API's functions (`devstack
+/// worker-websocket`, `devstack worker-authorizer`).
+fn self_as_websocket_functions() -> anyhow::Result<crate::WebSocketFunctions> {
+    let program = std::env::current_exe()?;
+    Ok(crate::WebSocketFunctions {
+        function: FunctionCommand {
+            program: program.clone(),
+            args: vec!["worker-websocket".into()],
+        },
+        authorizer: FunctionCommand {
+            program,
+            args: vec!["worker-authorizer".into()],
+        },
     })
 }
 

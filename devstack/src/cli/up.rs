@@ -65,6 +65,10 @@ pub(super) struct UpArgs {
     /// Events) listens.
     #[arg(long, default_value = "127.0.0.1:4001")]
     function_url_bind: SocketAddr,
+    /// Where the API Gateway WebSocket API (the same relay over
+    /// `@connections`) listens.
+    #[arg(long, default_value = "127.0.0.1:4002")]
+    websocket_bind: SocketAddr,
 }
 
 /// Starts the stack with `args`, prints its endpoints and credentials, and
@@ -90,6 +94,8 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.infra_dir = args.infra_dir;
     config.url_function = Some(super::self_as_url_function()?);
     config.function_url_bind = args.function_url_bind;
+    config.websocket_functions = Some(super::self_as_websocket_functions()?);
+    config.websocket_bind = args.websocket_bind;
     let tls_dir = crate::state_dir().join("tls");
     config.tls = Some(crate::tls::DevCertificate::load_or_create(&tls_dir)?);
     config.tls_bind = args.tls_bind;
@@ -124,6 +130,11 @@ pub(super) async fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(url) = stack.function_url() {
         println!(
             "  Function URL      {url}  (POST, Server-Sent Events; try: curl -N -H \"authorization: Bearer $TOKEN\" -d '{{\"conversationId\":\"c1\",\"prompt\":\"Hi\"}}' -H content-type:application/json {url})"
+        );
+    }
+    if let Some(url) = stack.websocket_url() {
+        println!(
+            "  WebSocket API     {url}?token=$TOKEN  (send {{\"action\":\"sendPrompt\",\"input\":{{\"conversationId\":\"c1\",\"prompt\":\"Hi\"}}}})"
         );
     }
     println!("  Cognito issuer    {}", stack.user_pool.issuer());

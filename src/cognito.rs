@@ -1,7 +1,10 @@
 //! Place in the data path: client --POST (ID token)--> function URL ->
-//! **Cognito check** -> the turn. A function URL with `AuthType: NONE` lets
-//! anyone invoke the function, so the function itself checks the caller's
-//! Cognito user pool ID token, as the pool's docs say a resource server must
+//! **Cognito check** -> the turn; client --connect (ID token)--> API Gateway
+//! -> authorizer -> **Cognito check**. A function URL with `AuthType: NONE`
+//! lets anyone invoke the function, and an API Gateway Lambda authorizer is
+//! the only check on a WebSocket connection, so both check the caller's
+//! Cognito user pool ID token themselves, as the pool's docs say a resource
+//! server must
 //! (<https://docs.aws.amazon.com/cognito/latest/developerguide/amazon-cognito-user-pools-using-tokens-verifying-a-jwt.html>):
 //! an RS256 signature by a key of the pool's JWKS
 //! (`{issuer}/.well-known/jwks.json`), `iss` the pool, `exp` not passed,
@@ -20,8 +23,40 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use thiserror::Error;
+
+use crate::admission::required;
+use crate::config::ConfigError;
 use tokio::sync::RwLock;
 use tokio::time::Instant;
+
+/// The user pool whose ID tokens a function accepts, read at init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CognitoSettings {
+    /// The pool's issuer: `COGNITO_ISSUER`, else
+    /// `https://cognito-idp.{AWS_REGION}.amazonaws.com/{COGNITO_USER_POOL_ID}`.
+    pub issuer: String,
+    /// `COGNITO_APP_CLIENT_ID` (required): the ID tokens' `aud`.
+    pub client_id: String,
+}
+
+impl CognitoSettings {
+    /// Reads the settings through `lookup` (variable name -> value).
+    ///
+    /// # Errors
+    /// [`ConfigError::Missing`] when the app client or the pool is not named.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let client_id = required(lookup, "COGNITO_APP_CLIENT_ID")?;
+        let issuer = match required(lookup, "COGNITO_ISSUER") {
+            Ok(issuer) => issuer,
+            Err(_) => {
+                let pool = required(lookup, "COGNITO_USER_POOL_ID")?;
+                let region = required(lookup, "AWS_REGION")?;
+                format!("https://cognito-idp.{region}.amazonaws.com/{pool}")
+            }
+        };
+        Ok(Self { issuer, client_id })
+    }
+}
 
 /// Why a request's token was refused. The messages are safe to show the
 /// caller (they name no key, claim value or internal).
@@ -59,6 +94,20 @@ pub enum JwksError {
     /// A key of the set is not a usable RSA key.
     #[error("the user pool's JWKS holds a key that cannot be used: {0}")]
     Key(jsonwebtoken::errors::Error),
+}
+
+/// Why a verifier could not be built at init.
+#[derive(Debug, Error)]
+pub enum InitError {
+    /// The compiled-in roots were refused.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The HTTP client could not be built.
+    #[error("could not build the HTTP client for the user pool's keys: {0}")]
+    Http(reqwest::Error),
+    /// The pool's keys could not be fetched.
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
 }
 
 /// A signed-in user, from a verified ID token.
@@ -139,6 +188,25 @@ impl CognitoVerifier {
             }),
             min_refresh: DEFAULT_MIN_REFRESH,
         }
+    }
+
+    /// The verifier of `settings`' pool with its keys fetched, as a
+    /// function's init builds it (keys fetched over the compiled-in roots,
+    /// 3 s to connect, 5 s per fetch).
+    ///
+    /// # Errors
+    /// [`InitError`] when the HTTP client cannot be built or the keys cannot
+    /// be fetched.
+    pub async fn at_init(settings: &CognitoSettings) -> Result<Self, InitError> {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(crate::tls::appsync_client_config()?)
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(InitError::Http)?;
+        let verifier = Self::new(&settings.issuer, &settings.client_id, http);
+        verifier.refresh().await?;
+        Ok(verifier)
     }
 
     /// The issuer tokens must name (`iss`).
