@@ -8,11 +8,12 @@ use common::*;
 use devstack::Stack;
 
 /// A stack whose default model is SmolLM2, loaded before the first prompt,
-/// with a function URL too.
+/// with a function URL and a WebSocket API too.
 async fn smollm2_stack() -> Stack {
     let stack = stack_with(resolver(), |c| {
         c.default_model = "smollm2".into();
         c.url_function = Some(url_function());
+        c.websocket_functions = Some(websocket_functions());
     })
     .await;
     stack
@@ -75,6 +76,30 @@ async fn the_real_model_streams_through_the_function_url() {
     let response = post_to_url(&stack, Some(&stack.token("alice")), &body).await;
     assert_eq!(response.status(), 200);
     let chunks = sse_chunks(response).await;
+    assert_real_answer(&chunks, 12);
+    stack.shutdown().await;
+}
+
+/// The same model through the third transport: messages on an API Gateway
+/// WebSocket API connection.
+#[tokio::test]
+async fn the_real_model_streams_through_the_websocket_api() {
+    let stack = smollm2_stack().await;
+    let url = stack.websocket_url().expect("a WebSocket API");
+    let mut client = appsync_client::WebSocketApiClient::connect(&url, &stack.token("alice"))
+        .await
+        .expect("connects");
+    let input = serde_json::json!({
+        "conversationId": "conv-ws",
+        "prompt": "What is the capital of France?",
+        "maxTokens": 12
+    });
+    client.send_prompt(&input).await.expect("sent");
+    let chunks = tokio::time::timeout(TURN_TIMEOUT, client.collect_turn(None))
+        .await
+        .expect("the turn ends in time")
+        .expect("the connection stays open")
+        .expect("the prompt is accepted");
     assert_real_answer(&chunks, 12);
     stack.shutdown().await;
 }

@@ -47,6 +47,11 @@ fn chat_over_the_function_url_prints_the_same_answer() {
     chat_over("function-url");
 }
 
+#[test]
+fn chat_over_the_websocket_api_prints_the_same_answer() {
+    chat_over("websocket");
+}
+
 #[tokio::test]
 async fn token_prints_a_token_the_running_stack_accepts() {
     let cache = std::env::temp_dir().join(format!("devstack-token-test-{}", std::process::id()));

@@ -5,13 +5,17 @@
 //! continues a conversation kept in the local DynamoDB (the state directory),
 //! so the model sees its earlier turns. With `--transport function-url` the
 //! same prompt goes to the function URL instead, and the answer streams back
-//! as Server-Sent Events.
+//! as Server-Sent Events; with `--transport websocket` it goes as a
+//! `sendPrompt` message on an API Gateway WebSocket API connection, and the
+//! answer comes back as messages on it.
 //!
 //! Place in the data path: both ends of it; **this command** (client)
 //! --sendPrompt--> AppSync -> Lambda (resolver) -> Bedrock -> resolver
 //! --publishChunk--> AppSync --onChunk--> **this command** (subscriber); or
 //! **this command** --POST--> function URL -> Lambda (function URL function)
-//! -> Bedrock, its events back to **this command**.
+//! -> Bedrock, its events back to **this command**; or **this command**
+//! --message--> WebSocket API -> Lambda (route function) -> Bedrock
+//! --PostToConnection--> WebSocket API --> **this command**.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -52,8 +56,9 @@ pub(super) struct ChatArgs {
     /// history); a new one when absent. The stats line names it.
     #[arg(long)]
     conversation: Option<String>,
-    /// How the answer streams back: `appsync` (a subscription) or
-    /// `function-url` (Server-Sent Events from a Lambda function URL).
+    /// How the answer streams back: `appsync` (a subscription),
+    /// `function-url` (Server-Sent Events from a Lambda function URL) or
+    /// `websocket` (messages on an API Gateway WebSocket API connection).
     #[arg(long, value_enum, default_value_t = Transport::Appsync)]
     transport: Transport,
 }
@@ -65,6 +70,8 @@ pub(super) enum Transport {
     Appsync,
     /// A POST to the function URL, answered with Server-Sent Events.
     FunctionUrl,
+    /// A `sendPrompt` message on a WebSocket API connection.
+    Websocket,
 }
 
 /// Starts a stack on a free port, runs the chat, and stops the
@@ -76,8 +83,12 @@ pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
     config.default_model = args.model.clone();
     config.bedrock.scripted_tokens_per_second = args.scripted_rate;
     config.dynamodb = Some(super::dynamodb_config(None)?);
-    if args.transport == Transport::FunctionUrl {
-        config.url_function = Some(super::self_as_url_function()?);
+    match args.transport {
+        Transport::Appsync => {}
+        Transport::FunctionUrl => config.url_function = Some(super::self_as_url_function()?),
+        Transport::Websocket => {
+            config.websocket_functions = Some(super::self_as_websocket_functions()?);
+        }
     }
     let stack = Stack::start(config).await?;
     let result = async {
@@ -89,6 +100,7 @@ pub(super) async fn run(args: ChatArgs) -> anyhow::Result<()> {
         match args.transport {
             Transport::Appsync => chat(&stack, &args).await,
             Transport::FunctionUrl => chat_over_url(&stack, &args).await,
+            Transport::Websocket => chat_over_websocket(&stack, &args).await,
         }
     }
     .await;
@@ -163,11 +175,7 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
         .context("the stack has no function URL")?;
     let token = stack.token(&args.user);
     let conversation_id = conversation_id(args);
-    let mut input =
-        json!({"conversationId": conversation_id, "prompt": args.prompt, "modelId": args.model});
-    if let Some(max_tokens) = args.max_tokens {
-        input["maxTokens"] = json!(max_tokens);
-    }
+    let input = prompt_input(args, &conversation_id);
     let started = Instant::now();
     let deadline = Duration::from_secs(args.timeout);
     let answer = async {
@@ -185,15 +193,72 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     let printed = tokio::time::timeout(deadline, answer)
         .await
         .context("no answer before the timeout")??;
-    // The answer is written just after the stream's end: wait for it before
-    // the stack stops, so that --conversation finds it.
+    end_streamed(stack, &token, &conversation_id, &printed, started).await
+}
+
+/// Warms the model, connects to the WebSocket API, sends the prompt, and
+/// prints the chunks that come back in `seq` order until the terminal one.
+async fn chat_over_websocket(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
+    let url = stack
+        .websocket_url()
+        .context("the stack has no WebSocket API")?;
+    let token = stack.token(&args.user);
+    let conversation_id = conversation_id(args);
+    let input = prompt_input(args, &conversation_id);
+    let started = Instant::now();
+    let deadline = Duration::from_secs(args.timeout);
+    let answer = async {
+        let mut client = appsync_client::WebSocketApiClient::connect(&url, &token).await?;
+        client.send_prompt(&input).await?;
+        let mut printer = Printer::new(started);
+        while !printer.done() {
+            match client.next_message().await? {
+                appsync_client::ServerMessage::Chunk(chunk) => printer.print(chunk)?,
+                appsync_client::ServerMessage::Error {
+                    error_type,
+                    message,
+                } => {
+                    bail!("the prompt was refused: {message} ({error_type})")
+                }
+                _ => {}
+            }
+        }
+        client.close().await?;
+        printer.finish()
+    };
+    let printed = tokio::time::timeout(deadline, answer)
+        .await
+        .context("no answer before the timeout")??;
+    end_streamed(stack, &token, &conversation_id, &printed, started).await
+}
+
+/// The prompt's `SendPromptInput` JSON.
+fn prompt_input(args: &ChatArgs, conversation_id: &str) -> serde_json::Value {
+    let mut input =
+        json!({"conversationId": conversation_id, "prompt": args.prompt, "modelId": args.model});
+    if let Some(max_tokens) = args.max_tokens {
+        input["maxTokens"] = json!(max_tokens);
+    }
+    input
+}
+
+/// After a turn that streamed outside AppSync: waits for its answer to be
+/// stored (it is written just after the last chunk) so that --conversation
+/// finds it, then reports.
+async fn end_streamed(
+    stack: &Stack,
+    token: &str,
+    conversation_id: &str,
+    printed: &Printed,
+    started: Instant,
+) -> anyhow::Result<()> {
     let stored = stack
-        .stored_answer(&token, &conversation_id, Duration::from_secs(10))
+        .stored_answer(token, conversation_id, Duration::from_secs(10))
         .await;
     if stored.is_none() {
         eprintln!("(the turn may not be stored: its answer was not written in time)");
     }
-    report(&printed, started.elapsed())?;
+    report(printed, started.elapsed())?;
     eprintln!("continue this conversation with --conversation {conversation_id}");
     Ok(())
 }
