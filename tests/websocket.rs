@@ -419,3 +419,25 @@ async fn an_idle_connection_is_closed_with_1001() {
     ));
     stack.shutdown().await;
 }
+
+/// Lambda may deliver an asynchronous event twice: the turn id comes from
+/// the message, so the second delivery finds the turn's claim and streams
+/// nothing.
+#[tokio::test]
+async fn a_repeated_delivery_of_a_prompt_runs_its_turn_once() {
+    let stack = websocket_stack(|_| {}).await;
+    let server = stack.websocket.as_ref().expect("a WebSocket API");
+    server.api().routes().function.set_duplicate_delivery(1);
+    let alice = stack.token("alice");
+    let mut client = connect(&stack, &alice).await;
+    client
+        .send_prompt(&json!({"conversationId": "ws-twice", "prompt": "Once, please."}))
+        .await
+        .expect("sent");
+    let chunks = turn(&mut client).await;
+    assert!(chunks.last().is_some_and(|c| c.done));
+    let more = tokio::time::timeout(Duration::from_secs(2), client.next_message()).await;
+    assert!(more.is_err(), "nothing more arrives: {more:?}");
+    assert_eq!(stack.bedrock.requests_served(), 1);
+    stack.shutdown().await;
+}
