@@ -55,14 +55,7 @@ pub(crate) async fn handle_event(
 ) -> Result<TurnOutcome, TurnError> {
     let started = Instant::now();
     let event = AppSyncEvent::from_value(payload)?;
-    let ctx = TurnContext {
-        sink: &state.publisher,
-        strategy: state.core.config.strategy,
-        max_chunk_bytes: state.core.config.max_chunk_bytes,
-        max_hold: state.core.config.max_hold,
-        deadline,
-        started,
-    };
+    let ctx = TurnContext::new(&state.core.config, &state.publisher, deadline, started);
     let request = match event.into_turn_request(&state.core.config) {
         Ok(r) => r,
         Err(rejection) => {

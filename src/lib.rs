@@ -113,7 +113,8 @@ pub use tls::TlsError;
 pub use turn::{TurnError, TurnOutcome};
 pub use vocabulary::{ErrorType, StopReason};
 
-/// Installs `lambda_runtime`'s log subscriber, which follows Lambda's
+/// Installs the log subscriber `lambda_runtime` installs by default, but
+/// that never logs raw events (they carry tokens), which follows Lambda's
 /// advanced logging controls
 /// (<https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html>):
 /// JSON lines when `AWS_LAMBDA_LOG_FORMAT` is `JSON` (set the function's
@@ -123,11 +124,38 @@ pub use vocabulary::{ErrorType, StopReason};
 /// adds one with its `turnId`, so every line of a turn names both. Does
 /// nothing if a subscriber is already installed.
 pub fn init_tracing() {
+    use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter};
     if tracing::dispatcher::has_been_set() {
         return;
     }
-    lambda_runtime::tracing::init_default_subscriber();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| l.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    // lambda_runtime logs every raw event at TRACE: an AppSync event's
+    // headers and an authorizer's query string carry the caller's token.
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    if let Ok(directive) = RAW_EVENTS_AT_MOST.parse() {
+        filter = filter.add_directive(directive);
+    }
+    let collector = lambda_runtime::tracing::subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(filter);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    if json {
+        collector.json().init();
+    } else {
+        collector.init();
+    }
 }
+
+/// The tracing directive that keeps `lambda_runtime`'s raw-event lines out
+/// of the logs whatever level is asked for.
+const RAW_EVENTS_AT_MOST: &str = "lambda_runtime::layers::api_response=debug";
 
 /// The function: tracing, configuration, AWS clients, then the Lambda runtime
 /// loop (one invocation at a time per execution environment).

@@ -92,6 +92,22 @@ fn open_connections(stack: &Stack) -> Vec<String> {
     server.api().connections().ids()
 }
 
+/// The ids of the API's open connections once there are `count` (a
+/// connection is registered just after its upgrade is answered).
+async fn wait_for_connections(stack: &Stack, count: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let ids = open_connections(stack);
+        if ids.len() == count {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "expected {count} open connections, have {:?}",
+        open_connections(stack)
+    );
+}
+
 /// Starts a 4,000-token turn in `conversation` and returns its first chunk.
 async fn start_long_turn(client: &mut WebSocketApiClient, conversation: &str) -> Chunk {
     let input = json!({"conversationId": conversation, "prompt": "Talk for a long time.", "maxTokens": 4000});
@@ -153,6 +169,8 @@ async fn missing_forged_and_expired_tokens_are_refused_at_connect_before_any_mod
         }
     }
     // No token parameter at all: refused before the authorizer runs.
+    let server = stack.websocket.as_ref().expect("a WebSocket API");
+    let mut authorizations = server.api().routes().authorizer.outcomes();
     let bare = tokio_tungstenite::connect_async(url.as_str()).await;
     match bare {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -160,6 +178,11 @@ async fn missing_forged_and_expired_tokens_are_refused_at_connect_before_any_mod
         }
         other => panic!("expected 401, got {:?}", other.map(|_| ())),
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        authorizations.try_recv().is_err(),
+        "the authorizer was not invoked"
+    );
     assert!(open_connections(&stack).is_empty());
     assert_eq!(stack.bedrock.requests_served(), 0);
     stack.shutdown().await;
@@ -200,8 +223,7 @@ async fn another_user_cannot_reach_a_users_stream_turns_or_connection() {
     );
 
     // Without the API's credentials, nobody posts to Alice's connection.
-    let connections = open_connections(&stack);
-    assert_eq!(connections.len(), 2);
+    let connections = wait_for_connections(&stack, 2).await;
     for id in &connections {
         let forged = management(&stack, "not-the-secret")
             .post_to_connection()
@@ -276,6 +298,15 @@ async fn refused_prompts_and_unknown_actions_are_answered_with_an_error_message(
         (json!({"no": "action"}), "ValidationException"),
         (
             json!({"action": "sendPrompt", "input": {"conversationId": "bad id!", "prompt": "p"}}),
+            "ValidationException",
+        ),
+        (json!({"action": "sendPrompt"}), "ValidationException"),
+        (
+            json!({"action": "sendPrompt", "input": {"conversationId": "c"}}),
+            "ValidationException",
+        ),
+        (
+            json!({"action": "sendPrompt", "input": {"conversationId": "c", "prompt": "p", "maxTokens": "ten"}}),
             "ValidationException",
         ),
         (
@@ -358,8 +389,9 @@ async fn the_apis_limits_and_management_calls_hold() {
         "a 150 KB message closes the connection"
     );
 
+    wait_for_connections(&stack, 0).await;
     let client = connect(&stack, &alice).await;
-    let id = open_connections(&stack).pop().expect("one open");
+    let id = wait_for_connections(&stack, 1).await.remove(0);
     let described = api
         .get_connection()
         .connection_id(&id)
@@ -439,5 +471,29 @@ async fn a_repeated_delivery_of_a_prompt_runs_its_turn_once() {
     let more = tokio::time::timeout(Duration::from_secs(2), client.next_message()).await;
     assert!(more.is_err(), "nothing more arrives: {more:?}");
     assert_eq!(stack.bedrock.requests_served(), 1);
+    stack.shutdown().await;
+}
+
+/// The authorizer runs once, at `$connect`, and a connection may outlive
+/// its token: once the token has expired, prompts on the connection are
+/// refused, so the user must connect again with a fresh one.
+#[tokio::test]
+async fn a_connection_whose_token_has_expired_can_no_longer_prompt() {
+    let stack = websocket_stack(|_| {}).await;
+    let lifetime = devstack::cognito::TOKEN_TTL_SECS;
+    let soon = stack
+        .user_pool
+        .mint_id_token("alice", &[], now_secs() - lifetime + 2);
+    let mut client = connect(&stack, &soon).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    client
+        .send_prompt(&json!({"conversationId": "ws-late", "prompt": "Still there?"}))
+        .await
+        .expect("sent");
+    match next(&mut client).await.expect("open") {
+        ServerMessage::Error { error_type, .. } => assert_eq!(error_type, "UnauthorizedException"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(stack.bedrock.requests_served(), 0);
     stack.shutdown().await;
 }

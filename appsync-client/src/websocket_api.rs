@@ -57,6 +57,8 @@ pub enum ServerMessage {
         error_type: String,
         /// What to tell the user.
         message: String,
+        /// The refused prompt's turn, when it had got one.
+        turn_id: Option<String>,
     },
     /// The answer to `cancelTurn`: whether the turn was still running.
     Cancelled {
@@ -93,6 +95,7 @@ impl ServerMessage {
             Some("error") => Self::Error {
                 error_type: field("errorType"),
                 message: field("message"),
+                turn_id: Some(field("turnId")).filter(|t| !t.is_empty()),
             },
             Some("cancelled") => Self::Cancelled {
                 turn_id: field("turnId"),
@@ -208,8 +211,9 @@ impl WebSocketApiClient {
     /// turn's) terminal chunk; that turn's chunks in order of arrival.
     ///
     /// # Errors
-    /// As [`Self::next_message`]; a refusal of the prompt is returned as
-    /// `Ok` with no chunks and the error in `Err` of the inner result.
+    /// As [`Self::next_message`]; a refusal of the prompt (one naming the
+    /// turn, or no turn) is returned as `Ok` with the refusal in `Err` of
+    /// the inner result.
     pub async fn collect_turn(
         &mut self,
         turn_id: Option<&str>,
@@ -229,6 +233,10 @@ impl WebSocketApiClient {
                         }
                     }
                 }
+                ServerMessage::Error {
+                    turn_id: Some(ref refused),
+                    ..
+                } if turn_id.is_some_and(|t| t != refused) => {}
                 refusal @ ServerMessage::Error { .. } => return Ok(Err(refusal)),
                 _ => {}
             }

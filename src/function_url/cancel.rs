@@ -53,6 +53,52 @@ impl CancelInput {
     }
 }
 
+/// Why a cancellation could not be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelRefused {
+    /// The ids are malformed.
+    Invalid,
+    /// No conversations table: turns have no claim to mark.
+    NotSupported,
+    /// The table could not be written just now.
+    Unavailable,
+}
+
+impl CancelRefused {
+    /// The error type the caller is told.
+    pub(crate) fn error_type(self) -> &'static str {
+        match self {
+            Self::Invalid => crate::vocabulary::ErrorType::Validation.as_str(),
+            Self::NotSupported => "NotSupported",
+            Self::Unavailable => "ServiceUnavailable",
+        }
+    }
+
+    /// What the caller is told.
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Self::Invalid => {
+                "conversationId and turnId must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'"
+            }
+            Self::NotSupported => "turns cannot be cancelled here",
+            Self::Unavailable => "the answer could not be stopped just now; try again",
+        }
+    }
+}
+
+/// Asks turn `ids` to stop by marking its claim;
+/// whether it was still running.
+///
+/// # Errors
+/// [`CancelRefused`] saying why nothing was marked.
+pub(crate) async fn request(store: Option<&Store>, ids: &TurnIds) -> Result<bool, CancelRefused> {
+    let store = store.ok_or(CancelRefused::NotSupported)?;
+    store.request_cancel(ids).await.map_err(|error| {
+        warn!(%error, "could not record the cancellation");
+        CancelRefused::Unavailable
+    })
+}
+
 /// Resolves once turn `ids`'s owner has asked it to stop; never without a
 /// store. A read that fails is logged once and tried again at the next poll.
 pub(crate) async fn cancelled(store: Option<&Store>, ids: &TurnIds) {

@@ -204,27 +204,17 @@ async fn cancel_turn(state: &UrlState, request: &FunctionUrlRequest) -> Result<b
         .verifier
         .verify(request.header("authorization"))
         .await?;
-    let Some(ids) = input.turn_of(user.sub) else {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            ErrorType::Validation.as_str(),
-            "conversationId and turnId must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'",
-        ));
+    let cancelled = match input.turn_of(user.sub) {
+        Some(ids) => cancel::request(state.core.store.as_ref(), &ids).await,
+        None => Err(cancel::CancelRefused::Invalid),
     };
-    let Some(store) = &state.core.store else {
-        return Err(Refusal::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "NotSupported",
-            "turns cannot be cancelled here",
-        ));
-    };
-    store.request_cancel(&ids).await.map_err(|error| {
-        warn!(%error, "could not record the cancellation");
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "the answer could not be stopped just now; try again",
-        )
+    cancelled.map_err(|refused| {
+        let status = match refused {
+            cancel::CancelRefused::Invalid => StatusCode::BAD_REQUEST,
+            cancel::CancelRefused::NotSupported => StatusCode::NOT_IMPLEMENTED,
+            cancel::CancelRefused::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Refusal::new(status, refused.error_type(), refused.message())
     })
 }
 
@@ -259,15 +249,7 @@ async fn stream_turn(
         async move { stream.keep_alive().await }
     });
     let sink = SseSink::new(stream.clone());
-    let config = &state.core.config;
-    let ctx = TurnContext {
-        sink: &sink,
-        strategy: config.strategy,
-        max_chunk_bytes: config.max_chunk_bytes,
-        max_hold: config.max_hold,
-        deadline,
-        started,
-    };
+    let ctx = TurnContext::new(&state.core.config, &sink, deadline, started);
     let stopped = async {
         tokio::select! {
             () = stream.gone() => {}

@@ -5,9 +5,11 @@
 //! Each chunk goes out as one WebSocket message, the text
 //! `{"type":"chunk","chunk":{...}}` whose `chunk` is the object `onChunk`
 //! delivers. A chunk's text is at most `MAX_CHUNK_BYTES` (16 KB by
-//! default), so its message fits one 32 KB frame and is billed as one
-//! message (API Gateway meters in 32 KB steps,
-//! <https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>).
+//! default), so a message is mostly one 32 KB frame, billed as one message
+//! (API Gateway meters in 32 KB steps); text that JSON escapes heavily can
+//! make it larger, which API Gateway sends as several frames, up to its 128
+//! KB message limit
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>).
 //!
 //! A post that fails with `GoneException` means the client has left: the
 //! report's error makes the driver end the turn, which drops the model
@@ -49,7 +51,8 @@ impl<P: MessagePoster> WebSocketSink<P> {
 
 impl<P: MessagePoster> ChunkSink for WebSocketSink<P> {
     /// One post per chunk. The SDK retries throttling and transient errors
-    /// itself; what still fails (the client gone) ends the turn.
+    /// itself (not counted in `attempts`); what still fails (the client
+    /// gone) ends the turn.
     fn publish(&self, chunk: &Chunk) -> impl Future<Output = PublishReport> + Send {
         let message = chunk_message(chunk);
         async move {

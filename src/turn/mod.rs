@@ -54,6 +54,25 @@ pub(crate) struct TurnContext<'a, S> {
     pub started: Instant,
 }
 
+impl<'a, S> TurnContext<'a, S> {
+    /// The context of a turn into `sink` as `config` sets it.
+    pub(crate) fn new(
+        config: &crate::config::Config,
+        sink: &'a S,
+        deadline: Option<Instant>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            sink,
+            strategy: config.strategy,
+            max_chunk_bytes: config.max_chunk_bytes,
+            max_hold: config.max_hold,
+            deadline,
+            started,
+        }
+    }
+}
+
 /// What [`drive`] returns: the turn's result and what it measured.
 #[derive(Debug)]
 pub(crate) struct TurnReport {

@@ -11,8 +11,9 @@
 //! before the authorizer runs). The token is checked as the function URL
 //! checks it ([`crate::cognito`]). An accepted token answers with an IAM
 //! policy allowing `execute-api:Invoke` on the method ARN, the user's `sub`
-//! as `principalId`, and a `context` of strings (`username`, `groups`
-//! comma-separated, `issuer`); any refused token fails the invocation with
+//! as `principalId`, and a `context` of scalars (`username`, `groups` as a
+//! JSON array in a string, `issuer`, `expiresAt`: the token's `exp`, after
+//! which the route function refuses the connection's prompts); any refused token fails the invocation with
 //! the message `Unauthorized`, which API Gateway answers with 401
 //! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html>).
 //! Keys that cannot be fetched fail it with another message (500): the
@@ -89,8 +90,9 @@ pub async fn authorize(verifier: &CognitoVerifier, event: Value) -> Result<Value
         },
         "context": {
             "username": user.username,
-            "groups": user.groups.join(","),
+            "groups": serde_json::to_string(&user.groups).unwrap_or_else(|_| "[]".into()),
             "issuer": verifier.issuer(),
+            "expiresAt": user.claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
         },
     }))
 }

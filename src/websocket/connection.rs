@@ -11,11 +11,15 @@
 //! Messages are JSON text with a `type`: `chunk` (see
 //! [`crate::sink::websocket`]), `error` (`errorType`, `message`: a prompt
 //! that was refused before it started) and `cancelled` (the answer to
-//! `cancelTurn`).
+//! `cancelTurn`). A post that is not answered in 5 s is tried again, and
+//! one that has not succeeded in 15 s fails.
+
+use std::time::Duration;
 
 use aws_sdk_apigatewaymanagement::Client;
+use aws_sdk_apigatewaymanagement::config::timeout::TimeoutConfig;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
-use serde_json::json;
+use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::event::WebSocketContext;
@@ -25,6 +29,23 @@ use crate::sink::websocket::MessagePoster;
 /// The standard variable that points the SDK at another `@connections`
 /// endpoint.
 const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI";
+
+/// A refusal as the client reads it: `{"type": "error", "errorType",
+/// "message"}`, with the `conversationId` and `turnId` of the prompt it
+/// refuses when there is one.
+pub fn error_message(error_type: &str, message: &str, turn: Option<&(String, String)>) -> Value {
+    let mut refusal = json!({"type": "error", "errorType": error_type, "message": message});
+    if let Some((conversation_id, turn_id)) = turn {
+        refusal["conversationId"] = json!(conversation_id);
+        refusal["turnId"] = json!(turn_id);
+    }
+    refusal
+}
+
+/// How long one `PostToConnection` attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a post may take with all its retries.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a message did not reach the client.
 #[derive(Debug, Error)]
@@ -53,7 +74,12 @@ impl Connection {
     /// The connection of `context`, through the `@connections` endpoint of
     /// its API (or the one the environment names).
     pub fn new(sdk: &aws_config::SdkConfig, context: &WebSocketContext) -> Self {
-        let mut config = aws_sdk_apigatewaymanagement::config::Builder::from(sdk);
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let mut config =
+            aws_sdk_apigatewaymanagement::config::Builder::from(sdk).timeout_config(timeouts);
         if std::env::var_os(ENDPOINT_VARIABLE).is_none() {
             config =
                 config.endpoint_url(format!("https://{}/{}", context.domain_name, context.stage));
@@ -88,12 +114,11 @@ impl Connection {
         }
     }
 
-    /// Tells the client its prompt was refused: `errorType` and a message
-    /// safe to show. A client already gone is not an error here.
-    pub async fn send_error(&self, error_type: &str, message: &str) {
-        let text = json!({"type": "error", "errorType": error_type, "message": message});
-        if let Err(error) = self.send(text.to_string()).await {
-            tracing::warn!(%error, "could not tell the client its prompt was refused");
+    /// Sends one JSON message (an answer or a refusal); a client already
+    /// gone is not an error here.
+    pub async fn send_value(&self, message: &Value) {
+        if let Err(error) = self.send(message.to_string()).await {
+            tracing::warn!(%error, "could not answer the client");
         }
     }
 }

@@ -74,7 +74,8 @@ impl WebSocketEvent {
 
     /// The signed-in user the `$connect` authorizer let in, from the
     /// context [`super::authorizer`] returns (`principalId` the `sub`,
-    /// `username`, `groups` comma-separated).
+    /// `username`, `groups` a JSON array as text: group names may hold
+    /// commas).
     ///
     /// # Errors
     /// [`EventError::NoIdentity`] without an authorizer `principalId`.
@@ -89,11 +90,7 @@ impl WebSocketEvent {
         if sub.is_empty() {
             return Err(EventError::NoIdentity);
         }
-        let groups: Vec<String> = text("groups")
-            .split(',')
-            .filter(|g| !g.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let groups: Vec<String> = serde_json::from_str(text("groups")).unwrap_or_default();
         let username = Some(text("username"))
             .filter(|u| !u.is_empty())
             .unwrap_or(sub);
@@ -107,6 +104,16 @@ impl WebSocketEvent {
             groups,
             claims,
         })
+    }
+
+    /// When the token the connection was opened with expires (`exp`, Unix
+    /// seconds), as the authorizer recorded it: a number, or its text (API
+    /// Gateway may pass context values as strings).
+    pub fn expires_at(&self) -> Option<i64> {
+        let value = self.request_context.authorizer.as_ref()?.get("expiresAt")?;
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
     }
 
     /// The issuer of the user's token, as the authorizer recorded it.

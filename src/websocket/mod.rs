@@ -48,7 +48,7 @@ use tracing::{info, warn};
 use crate::admission::{Admission, AdmissionConfig};
 use crate::config::Config;
 use crate::event::TurnIds;
-use crate::function_url::cancel::{CancelInput, cancelled};
+use crate::function_url::cancel::{self, CancelInput};
 use crate::handler::soft_deadline;
 use crate::relay::relay_turn;
 use crate::sink::websocket::WebSocketSink;
@@ -56,7 +56,7 @@ use crate::state::Core;
 use crate::turn::TurnContext;
 use crate::vocabulary::ErrorType;
 
-pub use connection::{Connection, PostError};
+pub use connection::{Connection, PostError, error_message};
 pub use event::{ClientMessage, EventError, WebSocketContext, WebSocketEvent};
 
 /// What every invocation of the WebSocket function shares.
@@ -98,8 +98,7 @@ pub const CANCEL_TURN_ROUTE: &str = "cancelTurn";
 /// response, `{"statusCode": 200}` with a `body` on the routes that answer.
 ///
 /// # Errors
-/// [`EventError`] when the payload is not a WebSocket route's event, or a
-/// message route's connection has no authorizer identity.
+/// [`EventError`] when the payload is not a WebSocket route's event.
 pub async fn handle(
     state: Arc<WebSocketState>,
     event: LambdaEvent<Value>,
@@ -107,90 +106,133 @@ pub async fn handle(
     let started = Instant::now();
     let request = WebSocketEvent::from_value(event.payload)?;
     let route = request.request_context.route_key.as_str();
-    if matches!(route, "$connect" | "$disconnect") {
-        return Ok(json!({"statusCode": 200}));
-    }
-    let user = request.user()?;
-    let message = ClientMessage::from_event(&request);
-    let body = match message {
-        Ok(ClientMessage::SendPrompt { input }) if route == SEND_PROMPT_ROUTE => {
+    match route {
+        "$connect" | "$disconnect" => return Ok(json!({"statusCode": 200})),
+        SEND_PROMPT_ROUTE => {
             let deadline = soft_deadline(event.context.deadline, SystemTime::now());
-            let connection = Connection::new(&state.sdk, &request.request_context);
-            let turn_id = turn_id_of(&request);
-            let issuer = request.issuer().to_owned();
-            let admitted = state
-                .admission
-                .admit(&state.core, user, &issuer, input, turn_id)
-                .await;
-            match admitted {
-                Ok(turn) => {
-                    let ctx = (deadline, started, event.context.request_id.as_str());
-                    stream_turn(&state, &turn, connection, ctx).await;
-                }
-                Err(refused) => {
-                    connection
-                        .send_error(refused.error_type, &refused.message)
-                        .await
-                }
-            }
+            let turn = (deadline, started, event.context.request_id.as_str());
+            send_prompt(&state, &request, turn).await;
             return Ok(json!({"statusCode": 200}));
         }
-        Ok(ClientMessage::CancelTurn {
-            conversation_id,
-            turn_id,
-        }) if route == CANCEL_TURN_ROUTE => {
-            let input = CancelInput::new(conversation_id, turn_id);
-            cancel_turn(&state, input.turn_of(user.sub)).await
+        _ => {}
+    }
+    let answer = match (signed_in(&request), ClientMessage::from_event(&request)) {
+        (Err(refused), _) => refused,
+        (
+            Ok(user),
+            Ok(ClientMessage::CancelTurn {
+                conversation_id,
+                turn_id,
+            }),
+        ) if route == CANCEL_TURN_ROUTE => {
+            let ids = CancelInput::new(conversation_id, turn_id).turn_of(user.sub);
+            cancel_turn(&state, ids).await
         }
-        _ => json!({
-            "type": "error",
-            "errorType": ErrorType::Validation.as_str(),
-            "message": "send {\"action\": \"sendPrompt\", \"input\": {...}} or {\"action\": \"cancelTurn\", \"conversationId\", \"turnId\"}",
-        }),
+        _ => error_message(
+            ErrorType::Validation.as_str(),
+            "send {\"action\": \"sendPrompt\", \"input\": {...}} or {\"action\": \"cancelTurn\", \"conversationId\", \"turnId\"}",
+            None,
+        ),
     };
-    Ok(json!({"statusCode": 200, "body": body.to_string()}))
+    Ok(json!({"statusCode": 200, "body": answer.to_string()}))
+}
+
+/// The connection's user, while their sign-in is still valid: a connection
+/// may outlive the ID token it was opened with (2 hours against 1), and the
+/// authorizer ran only at `$connect`.
+fn signed_in(request: &WebSocketEvent) -> Result<crate::cognito::VerifiedUser, Value> {
+    let user = request.user().map_err(|error| {
+        warn!(%error, "a message without the connection's identity");
+        error_message("UnauthorizedException", "sign in first", None)
+    })?;
+    let now = chrono::Utc::now().timestamp();
+    if request.expires_at().is_some_and(|exp| exp <= now) {
+        return Err(error_message(
+            "UnauthorizedException",
+            "your sign-in has expired; connect again with a fresh token",
+            None,
+        ));
+    }
+    Ok(user)
+}
+
+/// `sendPrompt`, invoked asynchronously: nobody reads the return value, so
+/// every refusal is posted to the connection, naming the turn.
+async fn send_prompt(
+    state: &WebSocketState,
+    request: &WebSocketEvent,
+    turn: (Option<Instant>, Instant, &str),
+) {
+    let connection = Connection::new(&state.sdk, &request.request_context);
+    let user = match signed_in(request) {
+        Ok(user) => user,
+        Err(refused) => return connection.send_value(&refused).await,
+    };
+    let input = match ClientMessage::from_event(request) {
+        Ok(ClientMessage::SendPrompt { input }) => input,
+        Ok(ClientMessage::CancelTurn { .. }) | Err(_) => {
+            let message = ClientMessage::from_event(request)
+                .err()
+                .map_or_else(|| "not a sendPrompt message".to_owned(), |e| e.to_string());
+            let refused = error_message(
+                ErrorType::Validation.as_str(),
+                &format!("the sendPrompt message is not valid: {message}"),
+                None,
+            );
+            return connection.send_value(&refused).await;
+        }
+    };
+    let Some(turn_id) = turn_id_of(request) else {
+        warn!("a sendPrompt event without a messageId");
+        let refused = error_message(
+            ErrorType::InvalidEvent.as_str(),
+            "the message could not be read; send it again",
+            None,
+        );
+        return connection.send_value(&refused).await;
+    };
+    let ids = (input.conversation_id.clone(), turn_id.clone());
+    let issuer = request.issuer().to_owned();
+    let admitted = state
+        .admission
+        .admit(&state.core, user, &issuer, input, turn_id)
+        .await;
+    match admitted {
+        Ok(admitted) => stream_turn(state, &admitted, connection, turn).await,
+        Err(refused) => {
+            let message = error_message(refused.error_type, &refused.message, Some(&ids));
+            connection.send_value(&message).await;
+        }
+    }
 }
 
 /// A turn id for a message: the same for every delivery of the same
 /// message (an asynchronous invocation may be delivered again), so the
-/// turn's claim makes it run once.
-fn turn_id_of(request: &WebSocketEvent) -> String {
+/// turn's claim makes it run once. `None` without a `messageId`.
+fn turn_id_of(request: &WebSocketEvent) -> Option<String> {
     let context = &request.request_context;
-    let name = format!(
-        "{}/{}",
-        context.connection_id,
-        context.message_id.as_deref().unwrap_or_default()
-    );
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+    let message_id = context.message_id.as_deref().filter(|m| !m.is_empty())?;
+    let name = format!("{}/{message_id}", context.connection_id);
+    Some(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string())
 }
 
 /// `cancelTurn`: asks the caller's own turn `ids` to stop; the answer
 /// message.
 async fn cancel_turn(state: &WebSocketState, ids: Option<TurnIds>) -> Value {
-    let error = |error_type: &str, message: &str| json!({"type": "error", "errorType": error_type, "message": message});
+    let refused = |refused: cancel::CancelRefused| {
+        error_message(refused.error_type(), refused.message(), None)
+    };
     let Some(ids) = ids else {
-        return error(
-            ErrorType::Validation.as_str(),
-            "conversationId and turnId must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':'",
-        );
+        return refused(cancel::CancelRefused::Invalid);
     };
-    let Some(store) = &state.core.store else {
-        return error("NotSupported", "turns cannot be cancelled here");
-    };
-    match store.request_cancel(&ids).await {
+    match cancel::request(state.core.store.as_ref(), &ids).await {
         Ok(cancelled) => json!({
             "type": "cancelled",
             "conversationId": ids.conversation_id,
             "turnId": ids.turn_id,
             "cancelled": cancelled,
         }),
-        Err(e) => {
-            warn!(error = %e, "could not record the cancellation");
-            error(
-                "ServiceUnavailable",
-                "the answer could not be stopped just now; try again",
-            )
-        }
+        Err(refusal) => refused(refusal),
     }
 }
 
@@ -203,16 +245,8 @@ async fn stream_turn(
     (deadline, started, request_id): (Option<Instant>, Instant, &str),
 ) {
     let sink = WebSocketSink::new(connection);
-    let config = &state.core.config;
-    let ctx = TurnContext {
-        sink: &sink,
-        strategy: config.strategy,
-        max_chunk_bytes: config.max_chunk_bytes,
-        max_hold: config.max_hold,
-        deadline,
-        started,
-    };
-    let stopped = cancelled(state.core.store.as_ref(), &turn.ids);
+    let ctx = TurnContext::new(&state.core.config, &sink, deadline, started);
+    let stopped = cancel::cancelled(state.core.store.as_ref(), &turn.ids);
     match relay_turn(&state.core, &ctx, turn, request_id, stopped).await {
         Ok(o) => info!(stop_reason = %o.stop_reason, chunks = o.chunks, "turn ended"),
         Err(error) => warn!(%error, "turn ended without delivering its answer"),

@@ -7,8 +7,9 @@
 //! for the service `execute-api` and really verified. Errors are the
 //! service's: `GoneException` (410) for a connection that is not (or no
 //! longer) open, `PayloadTooLargeException` (413) over 128 KB,
-//! `LimitExceededException` (429) when the client's buffer is full,
-//! `ForbiddenException` (403) for a bad signature; each with
+//! `LimitExceededException` (429) when the client's buffer is full, 403
+//! for a request that is not signed (`ForbiddenException`) or whose
+//! signature fails (`InvalidSignatureException`, ...); each with
 //! `x-amzn-ErrorType` and `{"message"}`, as the SDKs read them.
 
 use std::collections::HashMap;
@@ -43,8 +44,6 @@ pub enum Outgoing {
     Text(String),
     /// Send a binary message.
     Binary(Bytes),
-    /// Close with this code and reason.
-    Close(u16, &'static str),
 }
 
 /// One open connection, as the management API sees it.
@@ -54,6 +53,8 @@ pub struct Open {
     pub facts: ConnectionFacts,
     /// Its socket's queue.
     pub sender: mpsc::Sender<Outgoing>,
+    /// Rung by `DeleteConnection`: close now, whatever is queued.
+    pub close: tokio::sync::Notify,
     /// The last message in either direction.
     pub last_active: Mutex<(Instant, SystemTime)>,
 }
@@ -175,7 +176,7 @@ pub async fn handle(
         Method::POST => post(&open, body),
         Method::GET => describe(&open),
         Method::DELETE => {
-            let _ = open.sender.try_send(Outgoing::Close(1000, "Going away"));
+            open.close.notify_one();
             StatusCode::NO_CONTENT.into_response()
         }
         _ => error(

@@ -130,7 +130,10 @@ async fn authorize(
         return Err(unauthorized);
     }
     let event = events::authorizer_event(facts, request);
-    let result = api.routes().authorizer.invoke(event).await;
+    let call = api.routes().authorizer.invoke(event);
+    let result = tokio::time::timeout(api.config().integration_timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(json!({"errorMessage": "the authorizer did not answer in time"})));
     verdict(result, &events::method_arn(facts))
 }
 
@@ -140,6 +143,7 @@ async fn run(api: WebSocketApi, facts: ConnectionFacts, identity: Value, socket:
     let open = Arc::new(Open {
         facts,
         sender,
+        close: tokio::sync::Notify::new(),
         last_active: Mutex::new((Instant::now(), SystemTime::now())),
     });
     api.connections().insert(Arc::clone(&open));
@@ -195,15 +199,15 @@ async fn serve(
                 let message = match message {
                     Some(Outgoing::Text(text)) => Message::Text(text.into()),
                     Some(Outgoing::Binary(bytes)) => Message::Binary(bytes),
-                    Some(Outgoing::Close(code, reason)) => {
-                        let _ = to_client.send(close(code, reason)).await;
-                        return (code, reason);
-                    }
                     None => return (1011, "Internal server error"),
                 };
                 if to_client.send(message).await.is_err() {
                     return (1006, "Connection closed abnormally");
                 }
+            }
+            () = open.close.notified() => {
+                let _ = to_client.send(close(1000, "Going away")).await;
+                return (1000, "Deleted through @connections");
             }
             () = tokio::time::sleep_until(idle_until) => {
                 if open.last_active().0 + api.config().idle_timeout <= Instant::now() {

@@ -217,6 +217,7 @@ async fn chat_over_websocket(stack: &Stack, args: &ChatArgs) -> anyhow::Result<(
                 appsync_client::ServerMessage::Error {
                     error_type,
                     message,
+                    ..
                 } => {
                     bail!("the prompt was refused: {message} ({error_type})")
                 }
