@@ -282,3 +282,145 @@ fn infra_lints_pass() {
         output.status
     );
 }
+
+/// A resource's lines, joined.
+fn resource(template: &str, id: &str) -> String {
+    template_resources(template)
+        .into_iter()
+        .find(|(name, _)| name == id)
+        .unwrap_or_else(|| panic!("no resource {id}"))
+        .1
+        .join("\n")
+}
+
+/// The names under a resource's `Variables:`.
+fn variables(resource: &str) -> BTreeSet<String> {
+    resource
+        .split("        Variables:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Variables in {resource}"))
+        .lines()
+        .take_while(|l| l.starts_with("          "))
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k.to_owned()))
+        .collect()
+}
+
+/// The function URL and WebSocket API are deployed as the code expects
+/// them: streamed, public with the token checked in the function, the
+/// environment the functions read, routes chosen by `action`, `sendPrompt`
+/// asynchronous, and every field the route function reads passed to it.
+#[test]
+fn the_other_transports_are_deployed_as_their_functions_expect() {
+    let template = read("infra/template.yaml");
+    let url = resource(&template, "UrlFunction");
+    for expected in [
+        "Condition: FunctionUrlTransport",
+        "AuthType: NONE",
+        "InvokeMode: RESPONSE_STREAM",
+        "CodeUri: ../target/lambda/function-url/",
+        "ExposeHeaders: [content-type]",
+    ] {
+        assert!(url.contains(expected), "UrlFunction lacks {expected}");
+    }
+    let relay = config_env_names();
+    let admission = [
+        "ALLOWED_MODEL_IDS",
+        "QUOTA_MAX_TURNS_IN_FLIGHT",
+        "QUOTA_DAILY_TOKENS",
+        "QUOTA_GROUPS",
+        "QUOTA_MAX_CONVERSATIONS",
+        "TURN_SLOT_SECONDS",
+    ];
+    let cognito = ["COGNITO_USER_POOL_ID", "COGNITO_APP_CLIENT_ID"];
+    let read_by_code = |names: &[&str]| -> BTreeSet<String> {
+        let admission_source = read("src/admission.rs");
+        let cognito_source = read("src/cognito.rs");
+        for name in names {
+            assert!(
+                admission_source.contains(name) || cognito_source.contains(name),
+                "{name} is read by neither src/admission.rs nor src/cognito.rs"
+            );
+        }
+        names.iter().map(|n| (*n).to_owned()).collect()
+    };
+    // The relay's variables but the AppSync endpoints, which only the
+    // resolver needs.
+    let relay_without_appsync: BTreeSet<String> = relay
+        .iter()
+        .filter(|n| !n.starts_with("APPSYNC_"))
+        .cloned()
+        .collect();
+    let url_expected: BTreeSet<String> = relay_without_appsync
+        .iter()
+        .cloned()
+        .chain(read_by_code(&admission))
+        .chain(read_by_code(&cognito))
+        .collect();
+    assert_eq!(variables(&url), url_expected, "UrlFunction's environment");
+    let websocket = resource(&template, "WebSocketFunction");
+    let websocket_expected: BTreeSet<String> = relay_without_appsync
+        .iter()
+        .cloned()
+        .chain(read_by_code(&admission))
+        .collect();
+    assert_eq!(
+        variables(&websocket),
+        websocket_expected,
+        "WebSocketFunction's environment"
+    );
+    let authorizer = resource(&template, "WebSocketAuthorizerFunction");
+    assert_eq!(variables(&authorizer), read_by_code(&cognito));
+
+    let api = resource(&template, "WebSocketApi");
+    assert!(api.contains("RouteSelectionExpression: $request.body.action"));
+    let token = resource(&template, "WebSocketTokenAuthorizer");
+    let source = read("src/websocket/authorizer.rs");
+    assert!(source.contains(r#"pub const TOKEN_PARAMETER: &str = "token";"#));
+    assert!(token.contains("IdentitySource: [route.request.querystring.token]"));
+    let routes: BTreeSet<String> = resources_of(&template, "AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .filter_map(|(_, value)| value("RouteKey:"))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "$connect",
+        "$disconnect",
+        "$default",
+        "sendPrompt",
+        "cancelTurn",
+    ]
+    .map(str::to_owned)
+    .into();
+    assert_eq!(routes, expected);
+    let send_prompt = resource(&template, "WebSocketSendPromptRoute");
+    assert!(send_prompt.contains("integrations/${WebSocketAsyncIntegration}"));
+    let asynchronous = resource(&template, "WebSocketAsyncIntegration");
+    assert!(asynchronous.contains("integration.request.header.X-Amz-Invocation-Type: \"'Event'\""));
+    // Every field the route function reads, and every key the authorizer
+    // puts in its context, reaches the asynchronous event.
+    for field in [
+        "routeKey",
+        "messageId",
+        "connectionId",
+        "domainName",
+        "stage",
+    ] {
+        assert!(
+            asynchronous.contains(&format!("\"{field}\": \"$context.{field}\"")),
+            "the sendPrompt event lacks {field}"
+        );
+    }
+    for key in ["principalId", "username", "groups", "issuer", "expiresAt"] {
+        assert!(
+            asynchronous.contains(&format!("$context.authorizer.{key}")),
+            "the sendPrompt event lacks the authorizer's {key}"
+        );
+        assert!(
+            key == "principalId" || source.contains(&format!("\"{key}\":")),
+            "the authorizer does not set {key}"
+        );
+    }
+    let policy = resource(&template, "WebSocketConnectionsPolicy");
+    assert!(policy.contains("Action: execute-api:ManageConnections"));
+    assert!(policy.contains("/POST/@connections/*"));
+}

@@ -54,9 +54,10 @@ pub enum SettingsError {
     /// The template is not YAML.
     #[error("the template is not valid YAML: {0}")]
     Yaml(#[from] serde_norway::Error),
-    /// The template has not exactly one `AWS::Serverless::Function`.
+    /// The template has no `AWS::Serverless::Function`, or several and none
+    /// named [`RESOLVER_FUNCTION`].
     #[error(
-        "the template has {0} AWS::Serverless::Function resources; the devstack runs exactly one"
+        "the template has {0} AWS::Serverless::Function resources and none is ResolverFunction"
     )]
     Functions(usize),
     /// A property is not a number in its range.
@@ -64,7 +65,11 @@ pub enum SettingsError {
     Property(&'static str),
 }
 
-/// The settings of the one `AWS::Serverless::Function` in `template` (the
+/// The resolver's logical id in a template with more than one function.
+pub const RESOLVER_FUNCTION: &str = "ResolverFunction";
+
+/// The settings of the resolver function in `template`: the one
+/// `AWS::Serverless::Function`, or the one named [`RESOLVER_FUNCTION`] (the
 /// text of `infra/template.yaml`), with the template's `Globals.Function`
 /// underneath.
 ///
@@ -73,15 +78,18 @@ pub enum SettingsError {
 /// function, or gives a property the devstack cannot read.
 pub fn function_settings(template: &str) -> Result<FunctionSettings, SettingsError> {
     let doc: Yaml = serde_norway::from_str(template)?;
-    let functions: Vec<&Yaml> = doc
+    let functions: Vec<(&Yaml, &Yaml)> = doc
         .get("Resources")
         .and_then(Yaml::as_mapping)
         .into_iter()
         .flatten()
-        .map(|(_, r)| r)
-        .filter(|r| r.get("Type").and_then(Yaml::as_str) == Some("AWS::Serverless::Function"))
+        .filter(|(_, r)| r.get("Type").and_then(Yaml::as_str) == Some("AWS::Serverless::Function"))
         .collect();
-    let [function] = functions.as_slice() else {
+    let resolver = functions
+        .iter()
+        .find(|(id, _)| id.as_str() == Some(RESOLVER_FUNCTION))
+        .or(functions.first().filter(|_| functions.len() == 1));
+    let Some((_, function)) = resolver else {
         return Err(SettingsError::Functions(functions.len()));
     };
     let globals = doc.get("Globals").and_then(|g| g.get("Function"));
@@ -192,5 +200,17 @@ mod tests {
             function_settings(bad),
             Err(SettingsError::Property("Timeout"))
         ));
+        let two = "Resources:\n  A:\n    Type: AWS::Serverless::Function\n  B:\n    Type: AWS::Serverless::Function\n";
+        assert!(matches!(
+            function_settings(two),
+            Err(SettingsError::Functions(2))
+        ));
+    }
+
+    #[test]
+    fn with_several_functions_the_resolver_is_the_one_named_resolver_function() {
+        let template = "Resources:\n  UrlFunction:\n    Type: AWS::Serverless::Function\n    Properties: {Timeout: 9}\n  ResolverFunction:\n    Type: AWS::Serverless::Function\n    Properties: {Timeout: 300}\n";
+        let settings = function_settings(template).expect("settings");
+        assert_eq!(settings.timeout, Duration::from_secs(300));
     }
 }
