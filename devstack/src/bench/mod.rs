@@ -16,6 +16,7 @@ pub mod measure;
 pub mod soak;
 pub mod store;
 pub mod tcp_floor;
+pub mod transports;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -182,6 +183,10 @@ pub(crate) struct TurnSample {
     first_text: Duration,
     pub(crate) delays: Vec<Duration>,
     cost: f64,
+    /// The size of each message the subscriber received, in bytes.
+    message_bytes: Vec<usize>,
+    /// From `sendPrompt` to the last chunk.
+    duration: Duration,
 }
 
 /// One strategy in one scenario at one round trip, in its own stack.
@@ -330,6 +335,8 @@ pub(crate) async fn one_turn(
         first_text: first_text.unwrap_or_default(),
         delays: added_delays(&emissions, &arrivals),
         cost: turn_cost(publishes, &message_bytes, duration),
+        message_bytes,
+        duration,
     })
 }
 

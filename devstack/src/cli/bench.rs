@@ -13,6 +13,7 @@ use anyhow::Context;
 use crate::bench::fanout::{self, run_fanout};
 use crate::bench::soak::run_soak;
 use crate::bench::store::run_store;
+use crate::bench::transports;
 use crate::bench::users::run_users;
 use crate::bench::{BenchConfig, Report, STRATEGIES, run};
 use crate::lambda::FunctionCommand;
@@ -60,6 +61,11 @@ pub(super) struct BenchArgs {
     /// fails mid-answer and users cancel; chunks lost and memory.
     #[arg(long, value_parser = parse_soak)]
     soak: Option<(usize, f64)>,
+    /// Instead of the strategies: the same token streams through AppSync,
+    /// the function URL and the WebSocket API, side by side; latency,
+    /// messages, bytes and cost per transport.
+    #[arg(long)]
+    transports: bool,
 }
 
 /// `USERS:MINUTES`, both positive.
@@ -115,6 +121,9 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     if let Some((users, minutes)) = args.soak {
         return run_soak_bench(&config, users, minutes, args.json).await;
     }
+    if args.transports {
+        return run_transports_bench(&config, args.json).await;
+    }
     let report = run(&config, |step| eprintln!("bench: {step}")).await?;
     if args.json {
         println!(
@@ -123,6 +132,24 @@ pub(super) async fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         );
     } else {
         print_table(&report);
+    }
+    Ok(())
+}
+
+/// `--transports`: the three transports side by side, their functions
+/// being this executable's `worker-url`, `worker-websocket` and
+/// `worker-authorizer`.
+async fn run_transports_bench(config: &BenchConfig, json: bool) -> anyhow::Result<()> {
+    let functions = transports::TransportFunctions {
+        url: super::self_as_url_function()?,
+        websocket: super::self_as_websocket_functions()?,
+    };
+    let progress = |step: &str| eprintln!("bench: {step}");
+    let report = transports::run_transports(config, functions, progress).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        transports::print_table(&report);
     }
     Ok(())
 }
