@@ -28,9 +28,11 @@
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/configuration-response-streaming.html>),
 //! so the answer is generated and stored in full, and billed. A client that
 //! wants its answer to stop sends `POST /cancel` ([`cancel`]); a broken
-//! response stream stops it too ([`stream`]). Turn ids are the function's (a
-//! new one per request), so the conversation's history and record are kept
-//! as for AppSync turns. Quotas are the AppSync pipeline's, on the same
+//! response stream stops it too ([`stream`]). A turn is named by the
+//! input's `turnId` when the client chose one (as `sendPrompt`'s are, so a
+//! client can tell its turns apart before the first chunk, and a repeated
+//! request finds the turn's claim), else by a new id; the conversation's
+//! history and record are kept as for AppSync turns. Quotas are the AppSync pipeline's, on the same
 //! quota item: a turn takes one of its caller's in-flight slots before it
 //! starts (`429` with `TooManyTurns`, `QuotaExceeded` or
 //! `TooManyConversations` when a limit is reached), and the relay gives it
@@ -225,7 +227,10 @@ async fn admit(state: &UrlState, request: &FunctionUrlRequest) -> Result<TurnReq
         .verify(request.header("authorization"))
         .await?;
     let input = request.prompt_input()?;
-    let turn_id = uuid::Uuid::new_v4().to_string();
+    let turn_id = input
+        .turn_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let issuer = state.verifier.issuer();
     let turn = state
         .admission

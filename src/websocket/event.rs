@@ -136,8 +136,8 @@ pub enum ClientMessage {
     /// streamed back on this connection.
     #[serde(rename = "sendPrompt")]
     SendPrompt {
-        /// The prompt, as `sendPrompt`'s input (a `turnId` is ignored: the
-        /// function names the turn).
+        /// The prompt, as `sendPrompt`'s input; without a `turnId`, the
+        /// function names the turn after the message.
         input: SendPromptInput,
     },
     /// `{"action": "cancelTurn", "conversationId", "turnId"}`: stop one of

@@ -182,7 +182,7 @@ async fn send_prompt(
             return connection.send_value(&refused).await;
         }
     };
-    let Some(turn_id) = turn_id_of(request) else {
+    let Some(turn_id) = input.turn_id.clone().or_else(|| turn_id_of(request)) else {
         warn!("a sendPrompt event without a messageId");
         let refused = error_message(
             ErrorType::InvalidEvent.as_str(),
@@ -206,8 +206,8 @@ async fn send_prompt(
     }
 }
 
-/// A turn id for a message: the same for every delivery of the same
-/// message (an asynchronous invocation may be delivered again), so the
+/// A turn id for a message whose input names none: the same for every
+/// delivery of the same message (an asynchronous invocation may be delivered again), so the
 /// turn's claim makes it run once. `None` without a `messageId`.
 fn turn_id_of(request: &WebSocketEvent) -> Option<String> {
     let context = &request.request_context;
