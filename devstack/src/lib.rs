@@ -86,11 +86,17 @@ pub const DEV_CLIENT_ID: &str = "devstackappclient";
 /// The API key the devstack accepts for `API_KEY` auth.
 pub const DEV_API_KEY: &str = "da2-devstack";
 
+/// The function URL function's runtime loop, exposed as [`run_resolver`] is.
+pub use bedrock_appsync_stream::function_url::run as run_url_function;
 /// The resolver Lambda's runtime loop (`bedrock_appsync_stream::run`): what a
 /// Lambda worker process runs, as the deployed `bootstrap` does. Exposed so a
 /// test binary can serve as the function without building the root crate's
 /// binary.
 pub use bedrock_appsync_stream::run as run_resolver;
+/// The WebSocket API's `$connect` authorizer's runtime loop.
+pub use bedrock_appsync_stream::websocket::authorizer::run as run_websocket_authorizer;
+/// The WebSocket API's route function's runtime loop.
+pub use bedrock_appsync_stream::websocket::run as run_websocket_function;
 
 /// The resolver function's name in the devstack (`AWS_LAMBDA_FUNCTION_NAME`).
 pub const FUNCTION_NAME: &str = "bedrock-appsync-stream";
@@ -380,10 +386,24 @@ impl Stack {
                 ..LambdaConfig::new(name, command)
             })
         };
-        let url_lambda = config.url_function.map(|command| {
-            let environment = transport(cognito_environment.clone());
-            transport_function(URL_FUNCTION_NAME, command, environment)
-        });
+        let url_lambda = match config.url_function {
+            Some(command) => {
+                let environment = transport(cognito_environment.clone());
+                let listener = TcpListener::bind(config.function_url_bind)
+                    .await
+                    .with_context(|| format!("could not listen on {}", config.function_url_bind))?;
+                let service = transport_function(URL_FUNCTION_NAME, command, environment);
+                Some((listener, service))
+            }
+            None => None,
+        };
+        let transport_urls = web::TransportUrls {
+            function_url: match &url_lambda {
+                Some((listener, _)) => Some(format!("http://{}/", listener.local_addr()?)),
+                None => None,
+            },
+            websocket_url: None,
+        };
         let websocket = match config.websocket_functions {
             Some(functions) => {
                 let listener = TcpListener::bind(config.websocket_bind)
@@ -406,9 +426,10 @@ impl Stack {
                     sync_routes: vec!["cancelTurn".into()],
                     async_routes: vec!["sendPrompt".into()],
                 };
+                let url = format!("ws://{}/{}", listener.local_addr()?, config.websocket.stage);
                 let api =
                     apigateway::WebSocketApi::new(config.websocket, routes, iam_users.clone());
-                Some((listener, api))
+                Some((listener, api, url))
             }
             None => None,
         };
@@ -472,7 +493,11 @@ impl Stack {
             );
         let (tls_addr, tls_server) = match &config.tls {
             Some(certificate) => {
-                let web = web::router(user_pool.clone(), config.web_dir.clone());
+                let transports = web::TransportUrls {
+                    websocket_url: websocket.as_ref().map(|(_, _, url)| url.clone()),
+                    ..transport_urls
+                };
+                let web = web::router(user_pool.clone(), config.web_dir.clone(), transports);
                 let (addr, handle) =
                     serve_tls(config.tls_bind, certificate, app.clone().merge(web)).await?;
                 (Some(addr), Some(handle))
@@ -488,25 +513,19 @@ impl Stack {
         });
         lambda.start().await;
         let function_url = match url_lambda {
-            Some(service) => {
+            Some((listener, service)) => {
                 let mut cors = config.function_url_cors;
                 if let Some(addr) = tls_addr {
                     cors.allow_origins.push(format!("https://{addr}"));
                     cors.allow_origins
                         .push(format!("https://localhost:{}", addr.port()));
                 }
-                Some(
-                    FunctionUrlServer::start(service, Some(cors), config.function_url_bind)
-                        .await
-                        .with_context(|| {
-                            format!("could not listen on {}", config.function_url_bind)
-                        })?,
-                )
+                Some(FunctionUrlServer::serve(listener, service, Some(cors)).await?)
             }
             None => None,
         };
         let websocket = match websocket {
-            Some((listener, api)) => {
+            Some((listener, api, _)) => {
                 api.routes().authorizer.start().await;
                 api.routes().function.start().await;
                 Some(WebSocketApiServer::serve(listener, api)?)

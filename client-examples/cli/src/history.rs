@@ -8,7 +8,16 @@ use std::io::Write;
 use anyhow::Context;
 use appsync_client::{Message, list_messages};
 
-use crate::turn::Session;
+/// Where a conversation's history is read, and how it is printed.
+pub(crate) struct HistorySource<'a> {
+    pub(crate) http: &'a reqwest::Client,
+    /// The AppSync API's GraphQL URL (`listMessages`).
+    pub(crate) graphql_url: &'a str,
+    pub(crate) token: &'a str,
+    pub(crate) conversation_id: &'a str,
+    /// One JSON object per message.
+    pub(crate) json: bool,
+}
 
 /// The line that asks for the history instead of sending a prompt.
 pub(crate) const COMMAND: &str = "/history";
@@ -18,12 +27,12 @@ pub(crate) const COMMAND: &str = "/history";
 ///
 /// # Errors
 /// When stdout is gone (e.g. a closed pipe).
-pub(crate) async fn show(session: &Session) -> anyhow::Result<()> {
+pub(crate) async fn show(session: HistorySource<'_>) -> anyhow::Result<()> {
     let read = list_messages(
-        &session.http,
-        &session.graphql_url,
-        &session.token,
-        &session.conversation_id,
+        session.http,
+        session.graphql_url,
+        session.token,
+        session.conversation_id,
     )
     .await;
     let messages = match read {
@@ -40,7 +49,7 @@ pub(crate) async fn show(session: &Session) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    print(&messages, session.output.json).context("could not write to stdout")
+    print(&messages, session.json).context("could not write to stdout")
 }
 
 /// Writes the messages to stdout, as lines of text or of JSON.

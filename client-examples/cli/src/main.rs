@@ -16,7 +16,12 @@
 //! Ctrl-C during a turn sends `cancelTurn`; Ctrl-C at the prompt quits.
 //! `--conversation ID` continues a conversation (the model is given its
 //! earlier turns); `/history` prints it so far (`listMessages`).
+//!
+//! `--transport function-url --url URL` and `--transport websocket --url
+//! URL` use the same relay's other two transports instead (see `direct`):
+//! the answer streams back on the request or the connection itself.
 
+mod direct;
 mod history;
 mod input;
 mod link;
@@ -39,13 +44,24 @@ use crate::turn::{Session, TurnEnd};
 /// The exit status after Ctrl-C, as shells report a SIGINT (128 + 2).
 const INTERRUPTED: u8 = 130;
 
-/// Chat with a model through an AppSync API, streaming each answer.
+/// Chat with a model through an AppSync API (or the relay's function URL or
+/// WebSocket API), streaming each answer.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The API's GraphQL URL, e.g. https://<id>.appsync-api.<region>.amazonaws.com/graphql.
+    /// The API's GraphQL URL, e.g. https://<id>.appsync-api.<region>.amazonaws.com/graphql
+    /// (with the other transports, only for /history).
     #[arg(long, env = "APPSYNC_GRAPHQL_URL")]
-    graphql_url: String,
+    graphql_url: Option<String>,
+    /// How prompts and answers travel: `appsync` (sendPrompt and an onChunk
+    /// subscription), `function-url` (a POST answered with Server-Sent
+    /// Events) or `websocket` (messages on an API Gateway WebSocket API).
+    #[arg(long, value_enum, default_value_t = TransportName::Appsync)]
+    transport: TransportName,
+    /// With `--transport function-url` or `websocket`: the function URL, or
+    /// the WebSocket API's URL (wss://<id>.execute-api.<region>.amazonaws.com/<stage>).
+    #[arg(long)]
+    url: Option<String>,
     /// The API's real-time URL; derived from --graphql-url when absent.
     #[arg(long)]
     realtime_url: Option<String>,
@@ -67,6 +83,17 @@ struct Args {
     json: bool,
 }
 
+/// The transports `--transport` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TransportName {
+    /// AppSync: sendPrompt, and the answer on an onChunk subscription.
+    Appsync,
+    /// A Lambda function URL answering with Server-Sent Events.
+    FunctionUrl,
+    /// An API Gateway WebSocket API.
+    Websocket,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -79,46 +106,152 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Connects and subscribes once, then runs one turn per line of stdin.
+/// One conversation, over whichever transport.
+enum Chat {
+    /// AppSync.
+    Appsync(Box<Session>),
+    /// The function URL or the WebSocket API.
+    Direct {
+        session: Box<direct::DirectSession>,
+        /// For `/history`, when given.
+        graphql_url: Option<String>,
+    },
+}
+
+impl Chat {
+    fn conversation_id(&self) -> &str {
+        match self {
+            Chat::Appsync(session) => &session.conversation_id,
+            Chat::Direct { session, .. } => &session.conversation_id,
+        }
+    }
+
+    async fn run(
+        &mut self,
+        prompt: &str,
+        interrupts: &mut mpsc::UnboundedReceiver<()>,
+    ) -> anyhow::Result<TurnEnd> {
+        match self {
+            Chat::Appsync(session) => session.run(prompt, interrupts).await,
+            Chat::Direct { session, .. } => session.run(prompt, interrupts).await,
+        }
+    }
+
+    async fn history(&self) -> anyhow::Result<()> {
+        let http = reqwest::Client::new();
+        let source = match self {
+            Chat::Appsync(s) => history::HistorySource {
+                http: &s.http,
+                graphql_url: &s.graphql_url,
+                token: &s.token,
+                conversation_id: &s.conversation_id,
+                json: s.output.json,
+            },
+            Chat::Direct {
+                session,
+                graphql_url: Some(graphql_url),
+            } => history::HistorySource {
+                http: &http,
+                graphql_url,
+                token: &session.token,
+                conversation_id: &session.conversation_id,
+                json: session.output.json,
+            },
+            Chat::Direct { .. } => {
+                eprintln!("(/history reads the conversation through AppSync: give --graphql-url)");
+                return Ok(());
+            }
+        };
+        history::show(source).await
+    }
+}
+
+/// Connects (and over AppSync subscribes) once, then runs one turn per line
+/// of stdin.
 async fn chat(args: Args) -> anyhow::Result<ExitCode> {
     // Listen for Ctrl-C first, so it never kills the program mid-turn.
     let mut interrupts = input::interrupts();
-    let realtime_url = match &args.realtime_url {
-        Some(url) => url.clone(),
-        None => realtime_url_for(&args.graphql_url)
-            .with_context(|| format!("{} is not an http(s) URL", args.graphql_url))?,
-    };
     let continued = args.conversation_id.is_some();
     let conversation_id = args
         .conversation_id
+        .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let output = Output { json: args.json };
+    let mut chat = match args.transport {
+        TransportName::Appsync => Chat::Appsync(Box::new(
+            appsync_session(&args, conversation_id, output).await?,
+        )),
+        other => {
+            let url = args
+                .url
+                .clone()
+                .context("--transport function-url and websocket need --url")?;
+            let transport = match other {
+                TransportName::Websocket => direct::Transport::WebSocket(Box::new(
+                    appsync_client::WebSocketApiClient::connect(&url, &args.token).await?,
+                )),
+                _ => direct::Transport::FunctionUrl {
+                    http: reqwest::Client::new(),
+                    url,
+                },
+            };
+            Chat::Direct {
+                session: Box::new(direct::DirectSession {
+                    transport,
+                    token: args.token.clone(),
+                    conversation_id,
+                    model_id: args.model_id.clone(),
+                    max_tokens: args.max_tokens,
+                    output,
+                }),
+                graphql_url: args.graphql_url.clone(),
+            }
+        }
+    };
+    eprintln!("{}", output::opening(chat.conversation_id(), continued));
+    let ended = converse(&mut chat, &mut interrupts).await;
+    eprintln!("{}", output::closing(chat.conversation_id()));
+    ended
+}
+
+/// The AppSync session: the real-time link, subscribed before any prompt.
+async fn appsync_session(
+    args: &Args,
+    conversation_id: String,
+    output: Output,
+) -> anyhow::Result<Session> {
+    let graphql_url = args
+        .graphql_url
+        .clone()
+        .context("--graphql-url (or APPSYNC_GRAPHQL_URL) is required")?;
+    let realtime_url = match &args.realtime_url {
+        Some(url) => url.clone(),
+        None => realtime_url_for(&graphql_url)
+            .with_context(|| format!("{graphql_url} is not an http(s) URL"))?,
+    };
     let link = Link::open(
         realtime_url,
-        args.graphql_url.clone(),
+        graphql_url.clone(),
         args.token.clone(),
         conversation_id.clone(),
     )
     .await?;
-    let mut session = Session {
+    Ok(Session {
         http: reqwest::Client::new(),
-        graphql_url: args.graphql_url,
-        token: args.token,
+        graphql_url,
+        token: args.token.clone(),
         conversation_id,
-        model_id: args.model_id,
+        model_id: args.model_id.clone(),
         max_tokens: args.max_tokens,
         link,
-        output: Output { json: args.json },
-    };
-    eprintln!("{}", output::opening(&session.conversation_id, continued));
-    let ended = converse(&mut session, &mut interrupts).await;
-    eprintln!("{}", output::closing(&session.conversation_id));
-    ended
+        output,
+    })
 }
 
 /// The prompt loop: one turn per line of stdin, `/history` on request,
 /// until end of input or Ctrl-C.
 async fn converse(
-    session: &mut Session,
+    chat: &mut Chat,
     interrupts: &mut mpsc::UnboundedReceiver<()>,
 ) -> anyhow::Result<ExitCode> {
     let mut prompts = input::prompts();
@@ -137,10 +270,10 @@ async fn converse(
             continue;
         }
         if prompt == history::COMMAND {
-            history::show(session).await?;
+            chat.history().await?;
             continue;
         }
-        if session.run(prompt, interrupts).await? == TurnEnd::Quit {
+        if chat.run(prompt, interrupts).await? == TurnEnd::Quit {
             return Ok(ExitCode::from(INTERRUPTED));
         }
     }

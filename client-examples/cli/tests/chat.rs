@@ -29,27 +29,73 @@ const DEADLINE: Duration = Duration::from_secs(120);
 #[test]
 #[ignore = "the resolver process of the other tests, not a test"]
 fn lambda_worker() {
+    serve_as("lambda_worker", devstack::run_resolver());
+}
+
+/// Not a test: the function URL's function, as [`lambda_worker`] is the
+/// resolver.
+#[test]
+#[ignore = "the function URL process of the other tests, not a test"]
+fn lambda_worker_url() {
+    serve_as("lambda_worker_url", devstack::run_url_function());
+}
+
+/// Not a test: the WebSocket API's route function.
+#[test]
+#[ignore = "the WebSocket API's function process of the other tests, not a test"]
+fn lambda_worker_websocket() {
+    serve_as(
+        "lambda_worker_websocket",
+        devstack::run_websocket_function(),
+    );
+}
+
+/// Not a test: the WebSocket API's authorizer.
+#[test]
+#[ignore = "the WebSocket API's authorizer process of the other tests, not a test"]
+fn lambda_worker_authorizer() {
+    serve_as(
+        "lambda_worker_authorizer",
+        devstack::run_websocket_authorizer(),
+    );
+}
+
+/// Runs a function's runtime loop as this process, when the Lambda stand-in
+/// started it (with [`WORKER_ENV`] set).
+fn serve_as(
+    name: &str,
+    function: impl std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+) {
     assert!(
         std::env::var_os(WORKER_ENV).is_some(),
-        "lambda_worker is the Lambda function of the other tests; it runs with {WORKER_ENV} set"
+        "{name} is a Lambda function of the other tests; it runs with {WORKER_ENV} set"
     );
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
-    if let Err(error) = runtime.block_on(devstack::run_resolver()) {
-        eprintln!("the resolver stopped: {error}");
+    if let Err(error) = runtime.block_on(function) {
+        eprintln!("the function stopped: {error}");
         std::process::exit(1);
+    }
+}
+
+/// The worker command of this test binary running test `name`.
+fn worker(name: &str) -> FunctionCommand {
+    FunctionCommand {
+        program: std::env::current_exe().expect("the test binary's path"),
+        args: [name, "--exact", "--ignored", "--nocapture"]
+            .map(String::from)
+            .into(),
     }
 }
 
 /// A devstack on a free port whose default model is `scripted`, streaming
 /// `tokens_per_second` words a second (0: as fast as it goes).
 async fn stack(tokens_per_second: f64) -> Stack {
-    let function = FunctionCommand {
-        program: std::env::current_exe().expect("the test binary's path"),
-        args: ["lambda_worker", "--exact", "--ignored", "--nocapture"]
-            .map(String::from)
-            .into(),
-    };
-    let mut config = StackConfig::new(function);
+    stack_with(tokens_per_second, |_| {}).await
+}
+
+/// As [`stack`], adjusted by `adjust` before it starts.
+async fn stack_with(tokens_per_second: f64, adjust: impl FnOnce(&mut StackConfig)) -> Stack {
+    let mut config = StackConfig::new(worker("lambda_worker"));
     config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     config.default_model = "scripted".into();
     config.bedrock.scripted_tokens_per_second = tokens_per_second;
@@ -57,6 +103,7 @@ async fn stack(tokens_per_second: f64) -> Stack {
         (WORKER_ENV.into(), "1".into()),
         ("RUST_LOG".into(), "warn".into()),
     ];
+    adjust(&mut config);
     Stack::start(config).await.expect("the devstack starts")
 }
 
@@ -280,4 +327,59 @@ async fn an_unreachable_endpoint_is_a_clear_error() {
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("could not reach"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The same chat over the relay's other transports: the answer streams back
+/// on the function URL's response or the WebSocket connection, in order,
+/// and `/history` still reads the conversation through AppSync.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_function_url_and_the_websocket_api_give_the_same_answers() {
+    let stack = stack_with(0.0, |c| {
+        c.url_function = Some(worker("lambda_worker_url"));
+        c.websocket_functions = Some(devstack::WebSocketFunctions {
+            function: worker("lambda_worker_websocket"),
+            authorizer: worker("lambda_worker_authorizer"),
+        });
+    })
+    .await;
+    let token = stack.token("alice");
+    let urls = [
+        (
+            "function-url",
+            stack.function_url().expect("a function URL"),
+        ),
+        ("websocket", stack.websocket_url().expect("a WebSocket API")),
+    ];
+    for (transport, url) in urls {
+        let child = Command::new(env!("CARGO_BIN_EXE_appsync-chat"))
+            .args(["--transport", transport, "--url", &url, "--token", &token])
+            .args(["--graphql-url", &stack.graphql_url(), "--max-tokens", "30"])
+            .env_remove("APPSYNC_GRAPHQL_URL")
+            .env_remove("COGNITO_ID_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("appsync-chat starts");
+        let output = run_to_end(child, "What is streaming?\nWhy order by seq?\n").await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{transport}: {stderr}");
+        let expected = format!(
+            "{}\n{}\n",
+            scripted_answer("What is streaming?", Some(30)).0,
+            scripted_answer("Why order by seq?", Some(30)).0
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            expected,
+            "{transport}"
+        );
+        assert_eq!(
+            stderr.matches("30 out tokens").count(),
+            2,
+            "{transport}: {stderr}"
+        );
+    }
+    stack.shutdown().await;
 }
