@@ -188,11 +188,21 @@ impl Drop for DataDir {
 /// with a local DynamoDB for the conversations API (its data in the returned
 /// directory: keep it until the stack is shut down).
 async fn page_stack(browser: &Browser, tokens_per_second: f64) -> (Stack, DataDir) {
+    page_stack_with(browser, tokens_per_second, |_| {}).await
+}
+
+/// As [`page_stack`], adjusted by `adjust` before it starts.
+async fn page_stack_with(
+    browser: &Browser,
+    tokens_per_second: f64,
+    adjust: impl FnOnce(&mut devstack::StackConfig),
+) -> (Stack, DataDir) {
     let data = DataDir::new();
     let stack = tls_stack_with(resolver(), |c| {
         c.web_dir = Some(browser.page_dir.clone());
         c.bedrock.scripted_tokens_per_second = tokens_per_second;
         c.dynamodb = Some(dynamodb_config(&data.0));
+        adjust(c);
     })
     .await;
     assert!(stack.dynamodb.is_some(), "the local DynamoDB started");
@@ -517,4 +527,59 @@ async fn browser_reload_shows_history_and_a_follow_up_continues() {
         .map_or(0, Vec::len);
     assert_eq!(listed, 1, "one conversation is left after the deletion");
     stack.shutdown().await;
+}
+
+/// The page over the relay's other transports, switched with
+/// `?transport=`: an answer streams in and is the model's, Stop ends a long
+/// one `cancelled` and the model stops, and another user's page on the same
+/// conversation id receives nothing.
+async fn the_page_streams_stops_and_isolates_over(transport: &str) {
+    let Some(browser) = browser() else {
+        eprintln!("skipped: WEB_TEST=skip");
+        return;
+    };
+    let (stack, _data) = page_stack_with(browser, 20.0, |c| {
+        c.url_function = Some(url_function());
+        c.websocket_functions = Some(websocket_functions());
+    })
+    .await;
+    let over = ("TRANSPORT", transport.to_owned());
+
+    let (events, ok) = run(
+        browser,
+        &stack,
+        "stream",
+        std::slice::from_ref(&over),
+        |_| None,
+    )
+    .await;
+    assert!(ok, "{transport}: browser.mjs stream failed: {events:#?}");
+    let turn = turns(&events)[0];
+    assert_eq!(turn["state"], "done");
+    assert_scripted_answer(turn, None);
+
+    let max_tokens = 400;
+    let env = [over.clone(), ("MAX_TOKENS", max_tokens.to_string())];
+    let (events, ok) = run(browser, &stack, "stop", &env, |_| None).await;
+    assert!(ok, "{transport}: browser.mjs stop failed: {events:#?}");
+    let turn = turns(&events)[0];
+    assert_eq!(turn["stopReason"], "cancelled");
+    assert_model_stops(&stack, Duration::from_secs(5)).await;
+
+    let (events, ok) = run(browser, &stack, "isolation", &[over], |_| None).await;
+    assert!(ok, "{transport}: browser.mjs isolation failed: {events:#?}");
+    assert_scripted_answer(turns(&events)[0], None);
+    assert_eq!(one(&events, "bob")["chunksReceived"], 0);
+    assert_eq!(one(&events, "bob")["turns"], 0);
+    stack.shutdown().await;
+}
+
+#[tokio::test]
+async fn browser_page_over_the_function_url_streams_stops_and_isolates() {
+    the_page_streams_stops_and_isolates_over("function-url").await;
+}
+
+#[tokio::test]
+async fn browser_page_over_the_websocket_api_streams_stops_and_isolates() {
+    the_page_streams_stops_and_isolates_over("websocket").await;
 }

@@ -10,7 +10,9 @@
 //! does not have (a deployed page gets its `config.json` from the stack's
 //! outputs and its tokens from Amplify Auth):
 //! - `GET /config.json`: the page's runtime configuration, pointing at this
-//!   origin's `/graphql`, with `"auth": "devstack"`.
+//!   origin's `/graphql`, with `"auth": "devstack"`, and at the stack's
+//!   function URL and WebSocket API when it has them (`functionUrl`,
+//!   `webSocketUrl`, which the page's transport switch offers).
 //! - `GET /devstack/token?username=NAME`: a Cognito ID token of the dev user
 //!   pool for NAME, `{"idToken": "<JWT>", "expiresIn": 3600}`; the page hands
 //!   it to Amplify through a custom token provider.
@@ -30,11 +32,23 @@ use tower_http::services::ServeDir;
 use crate::DEV_REGION;
 use crate::cognito::{self, TOKEN_TTL_SECS, UserPool};
 
+/// The stack's other transports, for the page's `config.json`.
+#[derive(Clone, Debug, Default)]
+pub struct TransportUrls {
+    /// The function URL (`http://HOST:PORT/`).
+    pub function_url: Option<String>,
+    /// The WebSocket API (`ws://HOST:PORT/{stage}`).
+    pub websocket_url: Option<String>,
+}
+
 /// The page's routes: its files from `web_dir` (when given) and the two
 /// devstack-only resources.
-pub fn router(user_pool: UserPool, web_dir: Option<PathBuf>) -> Router {
+pub fn router(user_pool: UserPool, web_dir: Option<PathBuf>, transports: TransportUrls) -> Router {
     let routes = Router::new()
-        .route("/config.json", get(config))
+        .route(
+            "/config.json",
+            get(move |h, u| config(h, u, transports.clone())),
+        )
         .route("/devstack/token", get(token))
         .with_state(user_pool);
     match web_dir {
@@ -45,7 +59,7 @@ pub fn router(user_pool: UserPool, web_dir: Option<PathBuf>) -> Router {
 
 /// `GET /config.json`: the API at the origin the page was loaded from (the
 /// `Host` header, or the authority of an HTTP/2 request).
-async fn config(headers: HeaderMap, uri: Uri) -> Response {
+async fn config(headers: HeaderMap, uri: Uri, transports: TransportUrls) -> Response {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -53,12 +67,18 @@ async fn config(headers: HeaderMap, uri: Uri) -> Response {
     let Some(host) = host else {
         return (StatusCode::BAD_REQUEST, "a Host header is needed").into_response();
     };
-    let body = json!({
+    let mut body = json!({
         "auth": "devstack",
         "graphqlEndpoint": format!("https://{host}/graphql"),
         "region": DEV_REGION,
         "tokenUrl": "/devstack/token",
     });
+    if let Some(url) = transports.function_url {
+        body["functionUrl"] = json!(url);
+    }
+    if let Some(url) = transports.websocket_url {
+        body["webSocketUrl"] = json!(url);
+    }
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 

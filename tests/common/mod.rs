@@ -17,7 +17,7 @@ pub(crate) fn resolver() -> FunctionCommand {
 
 /// The `function-url` binary of this build: the function behind the
 /// devstack's function URL.
-#[allow(dead_code, reason = "only the function URL tests use it")]
+#[allow(dead_code, reason = "not every test crate uses it")]
 pub(crate) fn url_function() -> FunctionCommand {
     FunctionCommand {
         program: env!("CARGO_BIN_EXE_function-url").into(),
@@ -27,7 +27,7 @@ pub(crate) fn url_function() -> FunctionCommand {
 
 /// The `websocket` and `websocket-authorizer` binaries of this build: the
 /// functions behind the devstack's WebSocket API.
-#[allow(dead_code, reason = "only the WebSocket API tests use it")]
+#[allow(dead_code, reason = "not every test crate uses it")]
 pub(crate) fn websocket_functions() -> devstack::WebSocketFunctions {
     devstack::WebSocketFunctions {
         function: FunctionCommand {

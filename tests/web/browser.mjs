@@ -9,6 +9,8 @@
 //   CHROMIUM        the Chromium executable
 //   SCREENSHOT_DIR  where screenshots go
 //   MAX_TOKENS      scenario `stop`: the max-tokens input (default 400)
+//   TRANSPORT       the page's transport switch (?transport=): appsync (the
+//                   default), function-url or websocket; the page must show it
 //
 // Usage: node browser.mjs <scenario>, scenario one of
 //   stream     alice sends a prompt; the answer must grow in at least 3 visible
@@ -134,9 +136,13 @@ async function openChat(browser, user, conversationId) {
   const url = new URL(env('PAGE_URL'));
   url.searchParams.set('user', user);
   url.searchParams.set('conversation', conversationId);
+  const transport = env('TRANSPORT', 'appsync');
+  url.searchParams.set('transport', transport);
   log(`[${user}] opening ${url.href}`);
   await page.goto(url.href);
   await untilReady(page);
+  const shown = await page.inputValue('[data-testid="transport"]');
+  check(shown === transport, `the page uses ${shown}, not ${transport}`);
   await untilHistory(page);
   emit('ready', { user });
   return page;

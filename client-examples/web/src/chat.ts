@@ -56,6 +56,8 @@ export interface ChatListener {
   connectionState(state: string): void;
   /** A subscription failure in words, or null once it works again. */
   problem(message: string | null): void;
+  /** A prompt the server refused after it was sent (other transports only). */
+  refused?(turnId: string, message: string): void;
 }
 
 /** What `sendPrompt` and `cancelTurn` return. */

@@ -8,15 +8,24 @@
 //   AWS:      { auth: "cognito", graphqlEndpoint, region, userPoolId, userPoolClientId }
 //             the stack outputs GraphQLUrl, Region, UserPoolId, UserPoolClientId
 //             (see config.example.json), written to public/config.json before a build.
+// Either may add the relay's other transports, which the page's switch offers:
+//   functionUrl   the stack's FunctionUrl output (POST, Server-Sent Events)
+//   webSocketUrl  its WebSocketUrl output (wss://...)
 
-export interface DevstackConfig {
+/** The relay's other transports, when the stack has them. */
+export interface TransportUrls {
+  functionUrl?: string;
+  webSocketUrl?: string;
+}
+
+export interface DevstackConfig extends TransportUrls {
   auth: 'devstack';
   graphqlEndpoint: string;
   region: string;
   tokenUrl: string;
 }
 
-export interface CognitoConfig {
+export interface CognitoConfig extends TransportUrls {
   auth: 'cognito';
   graphqlEndpoint: string;
   region: string;
@@ -43,7 +52,16 @@ function check(raw: unknown): AppConfig {
     if (typeof value !== 'string' || value === '') throw new Error(`config.json: "${key}" is missing.`);
     return value;
   };
-  const common = { graphqlEndpoint: text('graphqlEndpoint'), region: text('region') };
+  const optional = (key: string): string | undefined => {
+    const value = c[key];
+    return typeof value === 'string' && value !== '' ? value : undefined;
+  };
+  const common = {
+    graphqlEndpoint: text('graphqlEndpoint'),
+    region: text('region'),
+    functionUrl: optional('functionUrl'),
+    webSocketUrl: optional('webSocketUrl'),
+  };
   if (c.auth === 'devstack') return { auth: 'devstack', ...common, tokenUrl: text('tokenUrl') };
   if (c.auth === 'cognito') {
     return { auth: 'cognito', ...common, userPoolId: text('userPoolId'), userPoolClientId: text('userPoolClientId') };

@@ -8,13 +8,18 @@
 // it (the resolver gives the model the earlier turns), and stops them. Each
 // turn ends once: `turnEnded` is called once per turn that ends while open.
 
-import { ChatConnection } from './chat';
+import { ChatConnection, type ChatListener } from './chat';
 import { ChatError, describeError } from './graphql';
 import { isStale, turnsFromMessages } from './history';
 import { Recovery, needsChunks, type RecoveryStats } from './recovery';
 import { listAllMessages, turnChunksPage } from './store-api';
 import { applyChunk, failTurn, isEnded, newTurn, type Chunk, type Turn } from './turns';
+import type { Connect, Connection } from './transports';
 import type { TurnsView } from './view';
+
+/** AppSync: `onChunk`, `sendPrompt`, `cancelTurn` (chat.ts). */
+const appsync: Connect = (conversationId: string, listener: ChatListener) =>
+  new ChatConnection(conversationId, listener);
 
 /** A stored prompt older than this without an answer is not running any more. */
 const STALE_TURN_MS = 15 * 60_000;
@@ -44,7 +49,7 @@ export class OpenConversation {
   /** Turns this page started, newest last: Stop cancels the newest still streaming. */
   private readonly ownTurns: string[] = [];
   private readonly ended = new Set<string>();
-  private readonly chat: ChatConnection;
+  private readonly chat: Connection;
   private readonly recovery: Recovery;
   private isReady = false;
   private closed = false;
@@ -53,8 +58,9 @@ export class OpenConversation {
     readonly conversationId: string,
     private readonly view: TurnsView,
     private readonly events: ConversationEvents,
+    connect: Connect = appsync,
   ) {
-    this.chat = new ChatConnection(conversationId, {
+    this.chat = connect(conversationId, {
       chunk: chunk => this.onChunk(chunk),
       ready: ready => {
         this.isReady = ready;
@@ -63,6 +69,7 @@ export class OpenConversation {
       acknowledged: () => this.onAcknowledged(),
       connectionState: state => events.connectionState(state),
       problem: message => events.problem(message),
+      refused: (turnId, message) => this.onRefused(turnId, message),
     });
     this.recovery = new Recovery({
       turn: id => this.turns.get(id),
@@ -158,6 +165,14 @@ export class OpenConversation {
     }
     applyChunk(turn, chunk);
     this.recovery.afterChunk(turn);
+    this.changedTurn(turn);
+  }
+
+  // A prompt the server refused after it was sent (another transport).
+  private onRefused(turnId: string, message: string): void {
+    const turn = this.turns.get(turnId);
+    if (!turn) return;
+    failTurn(turn, 'error', `Not sent: ${message}`, true);
     this.changedTurn(turn);
   }
 

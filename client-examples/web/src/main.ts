@@ -30,6 +30,7 @@ import { ConversationListView, appendPage, titleOf, upsert, without } from './co
 import { describeError } from './graphql';
 import type { RecoveryStats } from './recovery';
 import { deleteConversation, listConversations, type Conversation } from './store-api';
+import { connectFor, type Connect, type TransportName } from './transports';
 import { TurnsView } from './view';
 
 const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,128}$/;
@@ -61,10 +62,13 @@ const ui = {
   send: $<HTMLButtonElement>('send'),
   stop: $<HTMLButtonElement>('stop'),
   fatal: $('fatal'),
+  transport: $<HTMLSelectElement>('transport'),
 };
 
 const params = new URLSearchParams(window.location.search);
 const modelId = params.get('model') || undefined;
+/** How prompts and answers travel (the switch; AppSync unless config.json offers the others). */
+let connect: Connect | undefined;
 
 const view = new TurnsView(ui.turns);
 let current: OpenConversation | null = null;
@@ -150,6 +154,7 @@ async function main(): Promise<void> {
     return;
   }
   ui.signOut.addEventListener('click', () => void signOutAndReload(config));
+  setUpTransport(config);
   if (config.auth === 'devstack') {
     ui.passwordRow.hidden = true;
     const user = params.get('user');
@@ -166,6 +171,21 @@ async function main(): Promise<void> {
     }
   }
   showSignIn(config);
+}
+
+/** The transport switch: the transports config.json offers, `?transport=` choosing. */
+function setUpTransport(config: AppConfig): void {
+  const wanted = (params.get('transport') ?? 'appsync') as TransportName;
+  for (const option of Array.from(ui.transport.options)) {
+    option.hidden = option.value !== 'appsync' && !connectFor(option.value as TransportName, config);
+  }
+  connect = connectFor(wanted, config) ?? undefined;
+  ui.transport.value = connect ? wanted : 'appsync';
+  ui.transport.addEventListener('change', () => {
+    const url = new URL(window.location.href);
+    url.searchParams.set('transport', ui.transport.value);
+    window.location.assign(url.href);
+  });
 }
 
 function showSignIn(config: AppConfig): void {
@@ -279,7 +299,7 @@ function openConversation(conversationId: string, url: 'push' | 'replace' | null
     changed: () => {
       if (current === session) updateComposer();
     },
-  });
+  }, connect);
   current = session;
   session.start();
   showConversations();

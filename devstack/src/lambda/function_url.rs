@@ -407,8 +407,21 @@ impl FunctionUrlServer {
         cors: Option<Cors>,
         bind: SocketAddr,
     ) -> std::io::Result<Self> {
-        use axum::serve::ListenerExt;
         let listener = tokio::net::TcpListener::bind(bind).await?;
+        Self::serve(listener, service, cors).await
+    }
+
+    /// Starts `service` and serves its URL on `listener` (bound first, so
+    /// that others can name its address).
+    ///
+    /// # Errors
+    /// The listener has no address.
+    pub async fn serve(
+        listener: tokio::net::TcpListener,
+        service: LambdaService,
+        cors: Option<Cors>,
+    ) -> std::io::Result<Self> {
+        use axum::serve::ListenerExt;
         let addr = listener.local_addr()?;
         let app = FunctionUrl::new(service.clone(), cors).router();
         let listener = listener.tap_io(crate::appsync::set_no_delay);
