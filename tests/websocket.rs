@@ -497,3 +497,51 @@ async fn a_connection_whose_token_has_expired_can_no_longer_prompt() {
     assert_eq!(stack.bedrock.requests_served(), 0);
     stack.shutdown().await;
 }
+
+/// botocore, the Python SDK, signs `@connections` calls its own way (its
+/// path encoding of the `=` in a connection id, its headers): the stand-in
+/// verifies them as API Gateway does, and the message reaches the client.
+#[tokio::test]
+async fn botocore_signed_connections_calls_work_unchanged() {
+    if skip_requested("BOTOCORE_TEST") {
+        eprintln!("skipped: BOTOCORE_TEST=skip");
+        return;
+    }
+    let python = tokio::task::spawn_blocking(|| {
+        devstack::testing::python::venv("botocore-venv", &["botocore==1.43.11"])
+    })
+    .await
+    .expect("the venv is made");
+    let stack = websocket_stack(|_| {}).await;
+    let mut client = connect(&stack, &stack.token("alice")).await;
+    let id = wait_for_connections(&stack, 1).await.remove(0);
+    let server = stack.websocket.as_ref().expect("a WebSocket API");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/websocket/connections.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .args([&server.connections_url(), &id, "hello from botocore"])
+        .env("AWS_ACCESS_KEY_ID", devstack::DEV_ACCESS_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", devstack::DEV_SECRET_ACCESS_KEY)
+        .env("AWS_DEFAULT_REGION", devstack::DEV_REGION)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(result["gone"], "GoneException", "{result}");
+    assert_eq!(result["sourceIp"], "127.0.0.1", "{result}");
+    assert_eq!(
+        next(&mut client).await.expect("open"),
+        ServerMessage::Other(serde_json::Value::String("hello from botocore".into()))
+    );
+    stack.shutdown().await;
+}

@@ -8,6 +8,7 @@
 
 mod function_url;
 pub mod node;
+pub mod python;
 
 pub use function_url::{post_to_url, sse_chunks};
 
