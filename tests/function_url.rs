@@ -27,8 +27,7 @@ async fn url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
 /// runs out of text, so a long turn is still running when the test acts.
 async fn paced_url_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
     url_stack(|c| {
-        c.bedrock.scripted_tokens_per_second = 20.0;
-        c.bedrock.scripted_repeat = true;
+        paced(c);
         adjust(c);
     })
     .await

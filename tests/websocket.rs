@@ -35,8 +35,7 @@ async fn websocket_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Sta
 /// acts.
 async fn paced_websocket_stack(adjust: impl FnOnce(&mut devstack::StackConfig)) -> Stack {
     websocket_stack(|c| {
-        c.bedrock.scripted_tokens_per_second = 20.0;
-        c.bedrock.scripted_repeat = true;
+        paced(c);
         adjust(c);
     })
     .await
@@ -287,8 +286,7 @@ async fn a_client_that_disconnects_stops_the_model() {
 async fn refused_prompts_and_unknown_actions_are_answered_with_an_error_message() {
     let stack = websocket_stack(|c| {
         c.api_environment = vec![("QUOTA_MAX_TURNS_IN_FLIGHT".into(), "1".into())];
-        c.bedrock.scripted_tokens_per_second = 20.0;
-        c.bedrock.scripted_repeat = true;
+        paced(c);
     })
     .await;
     let alice = stack.token("alice");

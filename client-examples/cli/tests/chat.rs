@@ -109,9 +109,16 @@ async fn stack_with(tokens_per_second: f64, adjust: impl FnOnce(&mut StackConfig
 
 /// Starts `appsync-chat` against `graphql_url` with piped stdio.
 fn spawn_chat(graphql_url: &str, token: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["--graphql-url", graphql_url, "--token", token];
+    args.extend_from_slice(extra);
+    spawn_chat_with(&args)
+}
+
+/// Starts `appsync-chat` with `args` and piped stdio, its settings from the
+/// environment removed.
+fn spawn_chat_with(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_appsync-chat"))
-        .args(["--graphql-url", graphql_url, "--token", token])
-        .args(extra)
+        .args(args)
         .env_remove("APPSYNC_GRAPHQL_URL")
         .env_remove("COGNITO_ID_TOKEN")
         .stdin(Stdio::piped())
@@ -351,17 +358,19 @@ async fn the_function_url_and_the_websocket_api_give_the_same_answers() {
         ("websocket", stack.websocket_url().expect("a WebSocket API")),
     ];
     for (transport, url) in urls {
-        let child = Command::new(env!("CARGO_BIN_EXE_appsync-chat"))
-            .args(["--transport", transport, "--url", &url, "--token", &token])
-            .args(["--graphql-url", &stack.graphql_url(), "--max-tokens", "30"])
-            .env_remove("APPSYNC_GRAPHQL_URL")
-            .env_remove("COGNITO_ID_TOKEN")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("appsync-chat starts");
+        let graphql_url = stack.graphql_url();
+        let child = spawn_chat_with(&[
+            "--transport",
+            transport,
+            "--url",
+            &url,
+            "--token",
+            &token,
+            "--graphql-url",
+            &graphql_url,
+            "--max-tokens",
+            "30",
+        ]);
         let output = run_to_end(child, "What is streaming?\nWhy order by seq?\n").await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(output.status.success(), "{transport}: {stderr}");

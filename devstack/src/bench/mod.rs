@@ -312,20 +312,7 @@ pub(crate) async fn one_turn(
     }
     let duration = sent.elapsed();
     let (publishes_after, bytes_after) = stack.appsync.publish_stats.totals();
-    let mut end = 0;
-    let mut arrivals = Vec::new();
-    let mut first_text = None;
-    for (at, chunk) in chunks.values() {
-        end += chunk.text.len();
-        arrivals.push(Arrival {
-            at: *at,
-            end_bytes: end,
-        });
-        if !chunk.text.is_empty() && first_text.is_none() {
-            let visible = arrivals.iter().map(|a| a.at).max().unwrap_or(*at);
-            first_text = Some(visible.duration_since(sent));
-        }
-    }
+    let (arrivals, first_text) = arrivals(chunks.values().map(|(at, c)| (*at, c)), sent);
     let emissions = stack.bedrock.last_emissions();
     let publishes = publishes_after - publishes_before;
     Ok(TurnSample {
@@ -338,6 +325,25 @@ pub(crate) async fn one_turn(
         message_bytes,
         duration,
     })
+}
+
+/// Chunks in `seq` order with their arrival times, as arrivals (the answer's
+/// length after each), and when the first text became visible after `sent`
+/// (its chunk and every earlier one had arrived).
+pub(crate) fn arrivals<'a>(
+    chunks: impl Iterator<Item = (Instant, &'a Chunk)>,
+    sent: Instant,
+) -> (Vec<Arrival>, Option<Duration>) {
+    let (mut end, mut arrivals, mut first_text) = (0, Vec::new(), None);
+    for (at, chunk) in chunks {
+        end += chunk.text.len();
+        arrivals.push(Arrival { at, end_bytes: end });
+        if !chunk.text.is_empty() && first_text.is_none() {
+            let visible = arrivals.iter().map(|a| a.at).max().unwrap_or(at);
+            first_text = Some(visible.duration_since(sent));
+        }
+    }
+    (arrivals, first_text)
 }
 
 /// The cold start, measured on fresh stacks (median of five).

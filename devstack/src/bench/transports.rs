@@ -29,7 +29,7 @@ use appsync_client::{Chunk, ServerMessage, WebSocketApiClient};
 use serde::Serialize;
 use serde_json::json;
 
-use super::measure::{Arrival, added_delays, percentile};
+use super::measure::{added_delays, percentile};
 use super::{BenchConfig, one_turn};
 use crate::lambda::FunctionCommand;
 use crate::{Stack, StackConfig, WebSocketFunctions};
@@ -209,18 +209,7 @@ fn sample(
         }
         ordered.entry(chunk.seq).or_insert((*at, chunk));
     }
-    let (mut end, mut arrivals, mut first_text) = (0, Vec::new(), None);
-    for (at, chunk) in ordered.values() {
-        end += chunk.text.len();
-        arrivals.push(Arrival {
-            at: *at,
-            end_bytes: end,
-        });
-        if !chunk.text.is_empty() && first_text.is_none() {
-            let visible = arrivals.iter().map(|a| a.at).max().unwrap_or(*at);
-            first_text = Some(visible.duration_since(sent));
-        }
-    }
+    let (arrivals, first_text) = super::arrivals(ordered.values().copied(), sent);
     Ok(Sample {
         first_text: first_text.unwrap_or_default(),
         delays: added_delays(&stack.bedrock.last_emissions(), &arrivals),

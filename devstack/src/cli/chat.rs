@@ -173,15 +173,9 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
     let url = stack
         .function_url()
         .context("the stack has no function URL")?;
-    let token = stack.token(&args.user);
-    let conversation_id = conversation_id(args);
-    let input = prompt_input(args, &conversation_id);
-    let started = Instant::now();
-    let deadline = Duration::from_secs(args.timeout);
-    let answer = async {
-        let mut events =
-            appsync_client::post_prompt(&reqwest::Client::new(), &url, &token, &input).await?;
-        let mut printer = Printer::new(started);
+    chat_direct(stack, args, |token, input, mut printer| async move {
+        let http = reqwest::Client::new();
+        let mut events = appsync_client::post_prompt(&http, &url, &token, &input).await?;
         while !printer.done() {
             let Some(chunk) = events.next().await? else {
                 bail!("the stream ended before the answer did")
@@ -189,11 +183,8 @@ async fn chat_over_url(stack: &Stack, args: &ChatArgs) -> anyhow::Result<()> {
             printer.print(chunk)?;
         }
         printer.finish()
-    };
-    let printed = tokio::time::timeout(deadline, answer)
-        .await
-        .context("no answer before the timeout")??;
-    end_streamed(stack, &token, &conversation_id, &printed, started).await
+    })
+    .await
 }
 
 /// Warms the model, connects to the WebSocket API, sends the prompt, and
@@ -202,15 +193,9 @@ async fn chat_over_websocket(stack: &Stack, args: &ChatArgs) -> anyhow::Result<(
     let url = stack
         .websocket_url()
         .context("the stack has no WebSocket API")?;
-    let token = stack.token(&args.user);
-    let conversation_id = conversation_id(args);
-    let input = prompt_input(args, &conversation_id);
-    let started = Instant::now();
-    let deadline = Duration::from_secs(args.timeout);
-    let answer = async {
+    chat_direct(stack, args, |token, input, mut printer| async move {
         let mut client = appsync_client::WebSocketApiClient::connect(&url, &token).await?;
         client.send_prompt(&input).await?;
-        let mut printer = Printer::new(started);
         while !printer.done() {
             match client.next_message().await? {
                 appsync_client::ServerMessage::Chunk(chunk) => printer.print(chunk)?,
@@ -218,18 +203,36 @@ async fn chat_over_websocket(stack: &Stack, args: &ChatArgs) -> anyhow::Result<(
                     error_type,
                     message,
                     ..
-                } => {
-                    bail!("the prompt was refused: {message} ({error_type})")
-                }
+                } => bail!("the prompt was refused: {message} ({error_type})"),
                 _ => {}
             }
         }
         client.close().await?;
         printer.finish()
-    };
-    let printed = tokio::time::timeout(deadline, answer)
-        .await
-        .context("no answer before the timeout")??;
+    })
+    .await
+}
+
+/// A turn over a transport whose answer comes back on the request or
+/// connection that carried the prompt: `answer` gets the user's token, the
+/// prompt's input and a printer, and prints the turn within the timeout;
+/// then the answer is waited for in the store and reported.
+async fn chat_direct<F, Fut>(stack: &Stack, args: &ChatArgs, answer: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String, serde_json::Value, Printer) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Printed>>,
+{
+    let token = stack.token(&args.user);
+    let conversation_id = conversation_id(args);
+    let input = prompt_input(args, &conversation_id);
+    let started = Instant::now();
+    let deadline = Duration::from_secs(args.timeout);
+    let printed = tokio::time::timeout(
+        deadline,
+        answer(token.clone(), input, Printer::new(started)),
+    )
+    .await
+    .context("no answer before the timeout")??;
     end_streamed(stack, &token, &conversation_id, &printed, started).await
 }
 

@@ -23,6 +23,13 @@ use appsync_client::{
 use appsync_client::{RealtimeClient, Subscription};
 use serde_json::{Value, json};
 
+/// Paces the scripted model at 20 tokens a second with text that never
+/// runs out, so a long turn is still running when a test acts on it.
+pub fn paced(config: &mut StackConfig) {
+    config.bedrock.scripted_tokens_per_second = 20.0;
+    config.bedrock.scripted_repeat = true;
+}
+
 /// How long a test waits for a turn before failing.
 pub const TURN_TIMEOUT: Duration = Duration::from_secs(60);
 
