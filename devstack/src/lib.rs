@@ -763,13 +763,7 @@ async fn verify_bedrock_signature(
     let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "request too large").into_response();
     };
-    let signed = SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &bytes,
-    };
+    let signed = SignedRequest::of(&parts, &bytes);
     if let Err(e) = sigv4_verify::verify(&signed, "bedrock", &users, SystemTime::now()) {
         let mut response = (
             StatusCode::FORBIDDEN,

@@ -118,6 +118,19 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> SignedRequest<'a> {
+    /// The parts of an HTTP request (as received) and its `body`.
+    pub fn of(parts: &'a http::request::Parts, body: &'a [u8]) -> Self {
+        Self {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        }
+    }
+}
+
 struct AuthorizationHeader<'a> {
     access_key_id: &'a str,
     date: &'a str,

@@ -148,13 +148,7 @@ pub async fn handle(
             "Message too long",
         );
     };
-    let signed = SignedRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &body,
-    };
+    let signed = SignedRequest::of(&parts, &body);
     if parts.headers.get("authorization").is_none() {
         return error(
             StatusCode::FORBIDDEN,
